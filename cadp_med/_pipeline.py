@@ -1,0 +1,420 @@
+"""The main job: de-identify every instance of a study folder into an output folder.
+
+Flow per file: discover → read (quarantine on ``InputError``) → burned-in check →
+header de-identification → pixel policy → atomic write → audit record. One bad
+file never stops the batch, and the input is only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydicom.dataset import Dataset
+
+from cadp_med._types import PathLike
+from cadp_med.errors import ConfigError, DeidError, InputError
+from cadp_med.io import audit as audit_status
+from cadp_med.io.audit import AuditLog
+from cadp_med.io.discover import scan
+from cadp_med.io.pixel_policy import apply_pixel_policy
+from cadp_med.io.quarantine import Quarantine, check_quarantine_location, default_quarantine_root
+from cadp_med.io.read import is_image_storage, read_instance, reason_category
+from cadp_med.io.write import is_done, output_path, output_transfer_syntax, write_instance
+
+__all__ = ["AnonymizeOptions", "RunSummary", "anonymize_study"]
+
+logger = logging.getLogger(__name__)
+
+PixelMode = Literal["privatize", "keep", "blank"]
+_PIXEL_MODES = ("privatize", "keep", "blank")
+AUDIT_LOG_NAME = "audit.jsonl"
+
+
+def _default_profile() -> Any:
+    from cadp_med.deid import Profile
+
+    return Profile()
+
+
+@dataclass(frozen=True)
+class AnonymizeOptions:
+    """Options of :func:`anonymize_study`.
+
+    Attributes
+    ----------
+    profile : cadp_med.deid.Profile
+        The PS3.15 Annex E profile and options; the Basic Profile by default.
+    pixels : {"privatize", "keep", "blank"}
+        ``"keep"`` copies pixel data unchanged, ``"blank"`` sets every pixel of
+        image objects to zero (geometry kept, written uncompressed),
+        ``"privatize"`` runs ``pixel_stage`` (a differentially private model).
+    quarantine : Path, optional
+        Quarantine folder; default ``<output>.quarantine`` beside the output.
+    allow_burned_in : bool
+        Process images flagged with burned-in annotation (with a warning)
+        instead of quarantining them.
+    uid_map_csv : Path, optional
+        A mapping CSV from an earlier run, to reuse its pseudonyms.
+    export_mapping_csv : Path, optional
+        Where to write the original-to-pseudonym mapping (mode 0600).
+    workers : int
+        Processes for the per-file work; the results equal ``workers=1``.
+    pixel_stage : callable, optional
+        ``stage(original_dataset, deid_result) -> Dataset``; needed by
+        ``pixels="privatize"``.
+    """
+
+    profile: Any = field(default_factory=_default_profile)
+    pixels: PixelMode = "privatize"
+    quarantine: Path | None = None
+    allow_burned_in: bool = False
+    uid_map_csv: Path | None = None
+    export_mapping_csv: Path | None = None
+    workers: int = 1
+    pixel_stage: object | None = None
+
+    def __post_init__(self) -> None:
+        if self.pixels not in _PIXEL_MODES:
+            raise ConfigError(f"pixels must be one of {', '.join(_PIXEL_MODES)}")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+
+
+@dataclass
+class RunSummary:
+    """What a run did; counts only, no header values.
+
+    ``exit_code`` is 0 when every DICOM input was written (or already done) and 1
+    when any was quarantined.
+    """
+
+    files_seen: int = 0
+    written: int = 0
+    skipped_done: int = 0
+    quarantined: int = 0
+    non_dicom: int = 0
+    warnings: int = 0
+    patients: int = 0
+    studies: int = 0
+    series: int = 0
+    output: Path = Path()
+    quarantine: Path = Path()
+    audit_log: Path = Path()
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing was quarantined, 1 otherwise."""
+        return 1 if self.quarantined else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (paths as strings)."""
+        return {
+            "files_seen": self.files_seen,
+            "written": self.written,
+            "skipped_done": self.skipped_done,
+            "quarantined": self.quarantined,
+            "non_dicom": self.non_dicom,
+            "warnings": self.warnings,
+            "patients": self.patients,
+            "studies": self.studies,
+            "series": self.series,
+            "output": str(self.output),
+            "quarantine": str(self.quarantine),
+            "audit_log": str(self.audit_log),
+            "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass
+class _Outcome:
+    """The result of the per-file work, returned from a worker to the main process."""
+
+    path: Path
+    status: str
+    reason: str | None = None
+    dataset: Dataset | None = None
+    pseudonyms: Any = None
+    transfer_syntax: str | None = None
+    actions: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _JobConfig:
+    options: AnonymizeOptions
+    key: bytes
+    output: Path
+    uid_map: Any
+    patient_id_map: Any
+
+
+class _FileJob:
+    """Per-process state: one Deidentifier, built once (in each worker)."""
+
+    def __init__(self, config: _JobConfig, recorder: Any = None) -> None:
+        from cadp_med.deid import Deidentifier
+
+        self.config = config
+        self.options = config.options
+        kwargs: dict[str, Any] = {}
+        if config.uid_map is not None:
+            kwargs["uid_map"] = config.uid_map
+        if config.patient_id_map is not None:
+            kwargs["patient_id_map"] = config.patient_id_map
+        if recorder is not None:
+            kwargs["recorder"] = recorder
+        self.deidentifier = Deidentifier(config.options.profile, config.key, **kwargs)
+
+    def __call__(self, path: Path) -> _Outcome:
+        try:
+            return self._process(path)
+        except InputError as exc:
+            return _Outcome(path, audit_status.QUARANTINED, reason=reason_category(exc))
+        except DeidError as exc:
+            logger.warning("de-identification failed (%s); file quarantined", type(exc).__name__)
+            return _Outcome(path, audit_status.QUARANTINED, reason="deid-error")
+        except Exception as exc:  # one file must never stop the batch
+            logger.warning("unexpected %s; file quarantined", type(exc).__name__)
+            return _Outcome(path, audit_status.QUARANTINED, reason="unexpected-error")
+
+    def _process(self, path: Path) -> _Outcome:
+        from cadp_med.deid import burned_in_reason
+
+        options = self.options
+        original = read_instance(path, decode_pixels=options.pixels in ("keep", "privatize"))
+        pseudonyms = self.deidentifier.pseudonyms(original)
+        if is_done(output_path(self.config.output, pseudonyms)):
+            return _Outcome(path, audit_status.SKIPPED_DONE, pseudonyms=pseudonyms)
+        warnings: list[str] = []
+        burned_in = burned_in_reason(original)
+        if burned_in is not None:
+            if options.allow_burned_in:
+                warnings.append(f"burned-in annotation allowed: {burned_in}")
+            elif options.pixels != "privatize":
+                return _Outcome(path, audit_status.BURNED_IN_QUARANTINED, reason="burned-in")
+        result = self.deidentifier(original)
+        warnings.extend(result.warnings)
+        source_syntax = original.file_meta.get("TransferSyntaxUID") if original.file_meta else None
+        has_image = "PixelData" in original and is_image_storage(str(original.SOPClassUID))
+        dataset, pixels_unchanged, pixel_warnings = apply_pixel_policy(
+            original,
+            result,
+            mode=options.pixels if has_image else "keep",
+            source_syntax=source_syntax,
+            pixel_stage=options.pixel_stage,
+        )
+        warnings.extend(pixel_warnings)
+        syntax = output_transfer_syntax(source_syntax, pixels_unchanged=pixels_unchanged)
+        return _Outcome(
+            path,
+            audit_status.WRITTEN,
+            dataset=dataset,
+            pseudonyms=result.pseudonyms,
+            transfer_syntax=syntax,
+            actions=dict(result.actions),
+            warnings=warnings,
+        )
+
+
+_WORKER_JOB: _FileJob | None = None
+
+
+def _init_worker(config: _JobConfig) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = _FileJob(config)
+
+
+def _run_in_worker(path: Path) -> _Outcome:
+    assert _WORKER_JOB is not None, "worker initializer did not run"
+    return _WORKER_JOB(path)
+
+
+def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[_Outcome]:
+    """Yield outcomes in input order, so that any worker count gives the same result."""
+    workers = config.options.workers
+    if workers == 1 or len(paths) <= 1:
+        job = _FileJob(config, recorder)
+        for path in paths:
+            yield job(path)
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_init_worker, initargs=(config,)
+    ) as pool:
+        # A bounded window keeps at most a few datasets in memory at once.
+        pending: deque[Future[_Outcome]] = deque()
+        for path in paths:
+            pending.append(pool.submit(_run_in_worker, path))
+            if len(pending) >= 4 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _check_locations(input_root: Path, output: Path, quarantine: Path) -> None:
+    real_in, real_out = input_root.resolve(), output.resolve()
+    if real_out == real_in or (real_in.is_dir() and real_out.is_relative_to(real_in)):
+        raise ConfigError("the output folder must not be inside the input folder")
+    if real_in.is_relative_to(real_out):
+        raise ConfigError("the input folder must not be inside the output folder")
+    check_quarantine_location(quarantine, output)
+    if real_in.is_dir() and quarantine.resolve().is_relative_to(real_in):
+        raise ConfigError("the quarantine folder must not be inside the input folder")
+
+
+def _load_maps(options: AnonymizeOptions) -> tuple[Any, Any]:
+    if options.uid_map_csv is None:
+        return None, None
+    from cadp_med.deid import read_mapping_csv
+
+    return read_mapping_csv(options.uid_map_csv)
+
+
+def anonymize_study(
+    input: PathLike,
+    output: PathLike,
+    *,
+    key: bytes,
+    options: AnonymizeOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """De-identify every DICOM instance under ``input`` into ``output``.
+
+    Parameters
+    ----------
+    input : str or os.PathLike
+        A study folder of any layout (or one file). It is never modified.
+    output : str or os.PathLike
+        The output folder; created if needed. Instances already there (from an
+        earlier run with the same key) are skipped, so a run can be resumed.
+    key : bytes
+        The pseudonymisation key (see :func:`cadp_med.deid.load_key`).
+    options : AnonymizeOptions, optional
+        Profile, pixel policy, quarantine and worker settings.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each DICOM candidate file.
+
+    Returns
+    -------
+    RunSummary
+        Counts of what happened; ``summary.exit_code`` is 0 or 1.
+
+    Raises
+    ------
+    ConfigError
+        For bad options or folders (output inside input, quarantine inside
+        output, missing input) before any file is touched.
+    """
+    options = options if options is not None else AnonymizeOptions()
+    if options.pixels == "privatize" and options.pixel_stage is None:
+        raise ConfigError(
+            "pixel privatization needs a model: no pixel stage is configured; "
+            "use --pixels keep for header-only de-identification"
+        )
+    input_root = Path(input).absolute()
+    out_root = Path(output).absolute()
+    if not input_root.exists():
+        raise ConfigError("the input folder does not exist")
+    quarantine_root = (
+        Path(options.quarantine).absolute()
+        if options.quarantine is not None
+        else default_quarantine_root(out_root)
+    )
+    _check_locations(input_root, out_root, quarantine_root)
+    if options.export_mapping_csv is not None and options.workers > 1:
+        raise ConfigError("--export-mapping needs --workers 1 (the mapping is recorded in-process)")
+    uid_map, patient_id_map = _load_maps(options)
+
+    discovery = scan(input_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(
+        files_seen=len(discovery.files) + len(discovery.skipped),
+        output=out_root,
+        quarantine=quarantine_root,
+        audit_log=out_root / AUDIT_LOG_NAME,
+    )
+    quarantine = Quarantine(quarantine_root)
+    recorder = None
+    if options.export_mapping_csv is not None:
+        from cadp_med.deid import MappingRecorder
+
+        recorder = MappingRecorder()
+    config = _JobConfig(options, key, out_root, uid_map, patient_id_map)
+    reasons: Counter[str] = Counter()
+    groups: dict[str, set[Any]] = {"patients": set(), "studies": set(), "series": set()}
+    with AuditLog(summary.audit_log) as audit:
+        for skipped in discovery.skipped:
+            summary.non_dicom += 1
+            audit.record(skipped.path, audit_status.SKIPPED_NON_DICOM, reason=skipped.reason)
+        paths = [item.path for item in discovery.files]
+        for done, outcome in enumerate(_outcomes(config, paths, recorder), start=1):
+            _finish(outcome, out_root, quarantine, audit, summary, reasons, groups)
+            if progress is not None:
+                progress(done, len(paths))
+    if recorder is not None:
+        recorder.write_csv(options.export_mapping_csv)
+    summary.quarantine_reasons = dict(reasons)
+    summary.patients = len(groups["patients"])
+    summary.studies = len(groups["studies"])
+    summary.series = len(groups["series"])
+    return summary
+
+
+def _finish(
+    outcome: _Outcome,
+    out_root: Path,
+    quarantine: Quarantine,
+    audit: AuditLog,
+    summary: RunSummary,
+    reasons: Counter[str],
+    groups: dict[str, set[Any]],
+) -> None:
+    """Write, quarantine and audit one outcome, in the main process."""
+    if outcome.status == audit_status.WRITTEN:
+        assert outcome.dataset is not None
+        try:
+            target = output_path(out_root, outcome.pseudonyms)
+            if is_done(target):
+                # A duplicate instance earlier in this very run wrote it.
+                outcome.status = audit_status.SKIPPED_DONE
+            else:
+                write_instance(
+                    outcome.dataset,
+                    out_root,
+                    outcome.pseudonyms,
+                    transfer_syntax=outcome.transfer_syntax or "",
+                )
+        except Exception as exc:  # e.g. a full disk: quarantine, keep going
+            logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
+            outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
+    if outcome.status in (audit_status.QUARANTINED, audit_status.BURNED_IN_QUARANTINED):
+        summary.quarantined += 1
+        reasons[outcome.reason or "unknown"] += 1
+        quarantine.put(outcome.path, outcome.reason or "unknown")
+        audit.record(outcome.path, outcome.status, reason=outcome.reason)
+        return
+    pseudonyms = outcome.pseudonyms
+    groups["patients"].add(pseudonyms.patient_id)
+    groups["studies"].add(pseudonyms.study_uid)
+    groups["series"].add(pseudonyms.series_uid)
+    relative = output_path(out_root, pseudonyms).relative_to(out_root).as_posix()
+    if outcome.status == audit_status.SKIPPED_DONE:
+        summary.skipped_done += 1
+        audit.record(outcome.path, outcome.status, output=relative)
+        return
+    summary.written += 1
+    summary.warnings += len(outcome.warnings)
+    audit.record(
+        outcome.path,
+        outcome.status,
+        output=relative,
+        actions=outcome.actions,
+        warnings=outcome.warnings,
+    )

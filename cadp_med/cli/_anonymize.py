@@ -1,0 +1,150 @@
+"""``cadp-med anonymize``: de-identify a study folder into an output folder."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from cadp_med.cli._output import (
+    configure_logging,
+    print_json,
+    print_table,
+    progress_callback,
+    usage_errors,
+)
+
+
+class PixelPolicy(StrEnum):
+    """What to do with pixel data."""
+
+    privatize = "privatize"
+    keep = "keep"
+    blank = "blank"
+
+
+class Longitudinal(StrEnum):
+    """Retain Longitudinal Temporal Information: full dates or modified (shifted) dates."""
+
+    full = "full"
+    modified = "modified"
+
+
+def _profile(
+    profile_file: Path | None,
+    flags: dict[str, bool],
+    longitudinal: Longitudinal | None,
+    keep_overlays: bool,
+    keep_curves: bool,
+):  # type: ignore[no-untyped-def]
+    from cadp_med.deid import Option, Profile
+
+    options: set[Option] = set()
+    base = Profile.from_file(profile_file) if profile_file is not None else Profile()
+    options.update(base.options)
+    options.update(Option(name) for name, on in flags.items() if on)
+    if longitudinal is Longitudinal.full:
+        options.add(Option.RETAIN_LONGITUDINAL_FULL_DATES)
+    elif longitudinal is Longitudinal.modified:
+        options.add(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+    return Profile(
+        frozenset(options),
+        keep_overlays=keep_overlays or base.keep_overlays,
+        keep_curves=keep_curves or base.keep_curves,
+    )
+
+
+def anonymize(
+    study_dir: Path = typer.Argument(..., help="Study folder (any layout) or one DICOM file."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    pixels: PixelPolicy = typer.Option(
+        PixelPolicy.privatize, "--pixels", help="privatize (DP model), keep, or blank."
+    ),
+    key_file: Path | None = typer.Option(None, "--key-file", help="File holding the key."),
+    ephemeral_key: bool = typer.Option(
+        False, "--ephemeral-key", help="Random one-off key: pseudonyms never link again."
+    ),
+    profile_file: Path | None = typer.Option(None, "--profile", help="Profile TOML/YAML."),
+    retain_safe_private: bool = typer.Option(False, "--retain-safe-private"),
+    retain_uids: bool = typer.Option(False, "--retain-uids"),
+    retain_device_identity: bool = typer.Option(False, "--retain-device-identity"),
+    retain_institution_identity: bool = typer.Option(False, "--retain-institution-identity"),
+    retain_patient_characteristics: bool = typer.Option(False, "--retain-patient-characteristics"),
+    retain_longitudinal: Longitudinal | None = typer.Option(
+        None, "--retain-longitudinal", help="full: keep dates; modified: shift them."
+    ),
+    clean_descriptors: bool = typer.Option(False, "--clean-descriptors"),
+    clean_structured_content: bool = typer.Option(False, "--clean-structured-content"),
+    clean_graphics: bool = typer.Option(False, "--clean-graphics"),
+    keep_overlays: bool = typer.Option(False, "--keep-overlays"),
+    keep_curves: bool = typer.Option(False, "--keep-curves"),
+    quarantine: Path | None = typer.Option(
+        None, "--quarantine", help="Quarantine folder (default OUT.quarantine, never inside OUT)."
+    ),
+    allow_burned_in: bool = typer.Option(
+        False, "--allow-burned-in", help="Process images flagged with burned-in text."
+    ),
+    uid_map: Path | None = typer.Option(None, "--uid-map", help="Mapping CSV to reuse."),
+    export_mapping: Path | None = typer.Option(
+        None, "--export-mapping", help="Write the pseudonym mapping CSV (mode 0600)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """De-identify every DICOM instance of STUDY_DIR into OUT.
+
+    Exit status: 0 all written, 1 some files quarantined, 2 usage error.
+    """
+    configure_logging()
+    from cadp_med._pipeline import AnonymizeOptions, anonymize_study
+    from cadp_med.deid import load_key
+
+    with usage_errors():
+        flags = {
+            "retain-safe-private": retain_safe_private,
+            "retain-uids": retain_uids,
+            "retain-device-identity": retain_device_identity,
+            "retain-institution-identity": retain_institution_identity,
+            "retain-patient-characteristics": retain_patient_characteristics,
+            "clean-descriptors": clean_descriptors,
+            "clean-structured-content": clean_structured_content,
+            "clean-graphics": clean_graphics,
+        }
+        profile = _profile(profile_file, flags, retain_longitudinal, keep_overlays, keep_curves)
+        options = AnonymizeOptions(
+            profile=profile,
+            pixels=pixels.value,
+            quarantine=quarantine,
+            allow_burned_in=allow_burned_in,
+            uid_map_csv=uid_map,
+            export_mapping_csv=export_mapping,
+            workers=workers,
+        )
+        key = load_key(key_file, ephemeral=ephemeral_key)
+        with progress_callback("anonymize", quiet=json_output) as progress:
+            summary = anonymize_study(
+                study_dir, output, key=key, options=options, progress=progress
+            )
+    if json_output:
+        print_json(summary.to_dict())
+    else:
+        rows = [
+            ("files seen", summary.files_seen),
+            ("written", summary.written),
+            ("already done (skipped)", summary.skipped_done),
+            ("quarantined", summary.quarantined),
+            ("not DICOM (skipped)", summary.non_dicom),
+            ("warnings", summary.warnings),
+            (
+                "patients / studies / series",
+                f"{summary.patients} / {summary.studies} / {summary.series}",
+            ),
+            ("output", summary.output),
+            ("audit log", summary.audit_log),
+        ]
+        if summary.quarantined:
+            rows.append(("quarantine", summary.quarantine))
+            rows.extend((f"  reason {r}", n) for r, n in sorted(summary.quarantine_reasons.items()))
+        print_table("cadp-med anonymize", rows)
+    raise typer.Exit(summary.exit_code)

@@ -1,0 +1,120 @@
+"""Output helpers shared by the CLI commands: Rich on a terminal, plain lines otherwise.
+
+Nothing printed here may contain a header value; callers pass counts, tag paths,
+reason categories and the operator's own paths only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+
+from cadp_med.errors import ConfigError
+
+__all__ = [
+    "configure_logging",
+    "exit_usage",
+    "is_tty",
+    "print_json",
+    "print_table",
+    "progress_callback",
+    "usage_errors",
+]
+
+USAGE_EXIT_CODE = 2
+
+
+def is_tty() -> bool:
+    """Return True when stdout is an interactive terminal."""
+    return sys.stdout.isatty()
+
+
+def configure_logging() -> None:
+    """Send cadp-med warnings to stderr (library modules only log; the CLI shows)."""
+    logger = logging.getLogger("cadp_med")
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
+def exit_usage(message: str) -> NoReturn:
+    """Print a usage error to stderr and exit with status 2."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(USAGE_EXIT_CODE)
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn a :class:`ConfigError` raised inside the block into exit status 2."""
+    try:
+        yield
+    except ConfigError as exc:
+        exit_usage(str(exc))
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
+    """Print label/value rows: a Rich table on a terminal, ``label: value`` lines otherwise."""
+    if is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_header=False)
+        table.add_column("item")
+        table.add_column("value", justify="right")
+        for label, value in rows:
+            table.add_row(label, str(value))
+        Console().print(table)
+        return
+    typer.echo(title)
+    for label, value in rows:
+        typer.echo(f"  {label}: {value}")
+
+
+@contextmanager
+def progress_callback(
+    description: str, *, quiet: bool = False
+) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``progress(done, total)`` callback.
+
+    A Rich progress bar on a terminal; otherwise about ten plain lines per run
+    (and nothing when ``quiet``, e.g. under ``--json``).
+    """
+    if quiet:
+        yield lambda done, total: None
+        return
+    if is_tty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        ) as progress:
+            task = progress.add_task(description, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            yield update
+        return
+
+    def plain(done: int, total: int) -> None:
+        step = max(1, total // 10)
+        if done == total or done % step == 0:
+            typer.echo(f"{description}: {done}/{total}")
+
+    yield plain
