@@ -1,0 +1,1 @@
+"""Test helpers shipped with cadp-med (synthetic PHI corpora)."""
