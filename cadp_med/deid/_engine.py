@@ -251,6 +251,9 @@ class Deidentifier:
             return "K"
         if action == "K" and vr in DATE_VRS and plan.longitudinal == "MODIFIED":
             return "SHIFT"
+        if action == "SHIFT" and vr not in DATE_VRS and vr != "TM":
+            # Timestamps in OB and the time zone offset cannot be shifted: Basic Profile.
+            return plan.basic[tag]
         if action == "U" and plan.retain_uids:
             return "K"
         return action

@@ -44,6 +44,7 @@ class Plan:
     """What to do with each tag under one profile."""
 
     actions: dict[int, str]
+    basic: dict[int, str]
     pseudonym_tags: frozenset[int]
     longitudinal: str  # REMOVED | UNMODIFIED | MODIFIED
     retain_uids: bool
@@ -87,6 +88,7 @@ def build_plan(profile: Profile) -> Plan:
     table = annex_e_table()
     overrides = table["combined_code_resolution"]["overrides"]
     actions: dict[int, str] = {}
+    basic: dict[int, str] = {}
     for record in table["attributes"]:
         tag_text = str(record["tag"])
         if "x" in tag_text:
@@ -104,9 +106,11 @@ def build_plan(profile: Profile) -> Plan:
         if chosen == "GRAPHICS" and record.get("vr") != "SQ":
             chosen = "CLEAN"
         actions[parse_tag(tag_text)] = chosen or action
+        basic[parse_tag(tag_text)] = action
     pseudonym_tags = frozenset(parse_tag(t) for t in table["pseudonym_attributes"])
     return Plan(
         actions=actions,
+        basic=basic,
         pseudonym_tags=pseudonym_tags,
         longitudinal=profile.longitudinal_value(),
         retain_uids=Option.RETAIN_UIDS in profile.options,
