@@ -1,0 +1,174 @@
+"""Speed, memory and FLOPs of the default cINN against the paper's X-ray architecture.
+
+Usage::
+
+    python benchmarks/bench_cinn.py [--threads N] [--seconds S] [--device cpu|cuda]
+
+For each model and batch size (1, 8, 32) a fresh subprocess measures slices/s of
+encode + decode (inference mode, after one warm-up pass; the median pass time over
+``--seconds``, because the cores may be shared) and its peak RSS, so each peak
+belongs to one measurement.  FLOPs per slice are counted with
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls only; elementwise
+work is not counted) and compared with this machine's fp32 matmul peak, measured in the
+same run with a large ``torch.mm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from cadp_med.model.cinn import CINN, ModelConfig  # noqa: E402
+from cadp_med.model.conditions import default_schema  # noqa: E402
+
+COND_DIM = default_schema().dim
+CONFIGS = {
+    "default": ModelConfig(cond_dim=COND_DIM),
+    # Meder et al. 2022, X-ray model: 4 conv stages x 4 GLOW blocks with 128-wide
+    # subnets, 4 fully connected blocks 1024 wide, 128x128 input, condition concatenated.
+    "paper-xray": ModelConfig(
+        size=128,
+        cond_dim=COND_DIM,
+        stages=4,
+        blocks_per_stage=4,
+        subnet_width=128,
+        fc_blocks=4,
+        fc_width=1024,
+        cond_injection="concat",
+    ),
+}
+BATCHES = (1, 8, 32)
+
+
+def _inputs(cfg: ModelConfig, batch: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, cfg.channels, cfg.size, cfg.size, generator=gen).to(device)
+    c = torch.rand(batch, cfg.cond_dim, generator=gen).to(device)
+    return x, c
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure_one(name: str, batch: int, seconds: float, device: str) -> dict[str, float]:
+    """slices/s of encode+decode and peak RSS for one model and batch size."""
+    cfg = CONFIGS[name]
+    torch.manual_seed(0)
+    model = CINN(cfg).to(device).eval()
+    x, c = _inputs(cfg, batch, device)
+    with torch.inference_mode():
+        model.decode(model.encode(x, c)[0], c)  # warm-up (allocator, oneDNN kernels)
+        _sync(device)
+        # Median pass time: robust to other processes sharing the cores.
+        times: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds or len(times) < 3:
+            tick = time.perf_counter()
+            model.decode(model.encode(x, c)[0], c)
+            _sync(device)
+            times.append(time.perf_counter() - tick)
+    median = sorted(times)[len(times) // 2]
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"slices_per_s": batch / median, "peak_rss_mib": peak_kib / 1024, "passes": len(times)}
+
+
+def flops_per_slice(name: str) -> float:
+    """Counted FLOPs of one encode + decode of one slice."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = CONFIGS[name]
+    model = CINN(cfg).eval()
+    x, c = _inputs(cfg, 1, "cpu")
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model.decode(model.encode(x, c)[0], c)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-``repeats`` fp32 GFLOP/s of an ``n x n`` matmul on this CPU."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.seconds, args.device)))
+        return
+
+    peak = matmul_peak_gflops()
+    print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
+    print(f"fp32 matmul peak (2048^3 torch.mm): {peak:.1f} GFLOP/s")
+    results: dict[str, dict[str, object]] = {}
+    for name, cfg in CONFIGS.items():
+        model = CINN(cfg)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        size_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+        flops = flops_per_slice(name)
+        rows = {}
+        for batch in BATCHES:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                str(batch),
+                "--threads",
+                str(args.threads),
+                "--seconds",
+                str(args.seconds),
+                "--device",
+                args.device,
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows[batch] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[name] = {"params": params, "size_mb": size_mb, "flops": flops, "rows": rows}
+        print(f"\n{name}: {json.dumps(cfg.to_dict())}")
+        print(
+            f"  parameters {params:,}  ({size_mb:.1f} MB fp32 state)  "
+            f"counted FLOPs/slice (enc+dec) {flops / 1e9:.3f} GFLOP"
+        )
+        print("  batch  slices/s  peak RSS MiB  achieved GFLOP/s  of matmul peak")
+        for batch, row in rows.items():
+            achieved = flops * row["slices_per_s"] / 1e9
+            print(
+                f"  {batch:5d}  {row['slices_per_s']:8.1f}  {row['peak_rss_mib']:12.0f}  "
+                f"{achieved:16.1f}  {achieved / peak:13.1%}"
+            )
+    default, paper = results["default"], results["paper-xray"]
+    print("\ndefault vs paper-xray:")
+    for batch in BATCHES:
+        ratio = default["rows"][batch]["slices_per_s"] / paper["rows"][batch]["slices_per_s"]
+        print(f"  batch {batch:2d}: {ratio:.1f}x slices/s")
+    print(
+        f"  parameters: {paper['params'] / default['params']:.1f}x fewer; "
+        f"FLOPs/slice: {paper['flops'] / default['flops']:.1f}x fewer"
+    )
+
+
+if __name__ == "__main__":
+    main()
