@@ -254,8 +254,6 @@ class Deidentifier:
         if action == "SHIFT" and vr not in DATE_VRS and vr != "TM":
             # Timestamps in OB and the time zone offset cannot be shifted: Basic Profile.
             return plan.basic[tag]
-        if action == "U" and plan.retain_uids:
-            return "K"
         return action
 
     def _apply(

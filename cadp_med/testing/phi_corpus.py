@@ -25,6 +25,7 @@ UID_ROOT = "1.2.826.0.1.3680043.10.999"
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "CADP PHI TEST"
 SIEMENS_GROUP = 0x0019
+GRAPHIC_ANNOTATION_SEQUENCE = 0x00700001
 # File meta and command groups are not dataset attributes; structural UIDs are set below.
 SKIPPED_GROUPS = (0x0000, 0x0002)
 
@@ -112,7 +113,12 @@ def _add_table_attributes(ds: Dataset, values: _Values) -> None:
             continue
         try:
             if vr == "SQ":
-                ds.add_new(tag, vr, [_nested_item(values, 2)])
+                item = _nested_item(values, 2)
+                if tag == GRAPHIC_ANNOTATION_SEQUENCE:
+                    text_object = Dataset()
+                    text_object.UnformattedTextValue = values.for_vr("ST")
+                    item.TextObjectSequence = [text_object]
+                ds.add_new(tag, vr, [item])
                 continue
             value = values.for_vr(vr)
             if value is not None:
