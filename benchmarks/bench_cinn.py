@@ -80,7 +80,10 @@ def measure_one(name: str, batch: int, seconds: float, device: str) -> dict[str,
             times.append(time.perf_counter() - tick)
     median = sorted(times)[len(times) // 2]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"slices_per_s": batch / median, "peak_rss_mib": peak_kib / 1024, "passes": len(times)}
+    out = {"slices_per_s": batch / median, "peak_rss_mib": peak_kib / 1024, "passes": len(times)}
+    if device.startswith("cuda"):
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 def flops_per_slice(name: str) -> float:
@@ -96,16 +99,22 @@ def flops_per_slice(name: str) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-``repeats`` fp32 GFLOP/s of an ``n x n`` matmul on this CPU."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(device: str, repeats: int = 5) -> tuple[int, float]:
+    """``(n, best-of-repeats fp32 GFLOP/s)`` of an ``n x n`` matmul on ``device``.
+
+    On CUDA TF32 stays off (torch's default for matmul), so this is the true fp32 peak.
+    """
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return n, 2 * n**3 / best / 1e9
 
 
 def main() -> None:
@@ -120,9 +129,9 @@ def main() -> None:
         print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.seconds, args.device)))
         return
 
-    peak = matmul_peak_gflops()
+    n, peak = matmul_peak_gflops(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
-    print(f"fp32 matmul peak (2048^3 torch.mm): {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak ({n}^3 torch.mm on {args.device}): {peak:.1f} GFLOP/s")
     results: dict[str, dict[str, object]] = {}
     for name, cfg in CONFIGS.items():
         model = CINN(cfg)
@@ -152,12 +161,13 @@ def main() -> None:
             f"  parameters {params:,}  ({size_mb:.1f} MB fp32 state)  "
             f"counted FLOPs/slice (enc+dec) {flops / 1e9:.3f} GFLOP"
         )
-        print("  batch  slices/s  peak RSS MiB  achieved GFLOP/s  of matmul peak")
+        print("  batch  slices/s  peak RSS MiB  achieved GFLOP/s  of matmul peak  GPU MiB")
         for batch, row in rows.items():
             achieved = flops * row["slices_per_s"] / 1e9
+            gpu = f"{row['peak_gpu_mib']:8.0f}" if "peak_gpu_mib" in row else "       -"
             print(
                 f"  {batch:5d}  {row['slices_per_s']:8.1f}  {row['peak_rss_mib']:12.0f}  "
-                f"{achieved:16.1f}  {achieved / peak:13.1%}"
+                f"{achieved:16.1f}  {achieved / peak:13.1%}  {gpu}"
             )
     default, paper = results["default"], results["paper-xray"]
     print("\ndefault vs paper-xray:")

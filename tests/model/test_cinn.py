@@ -59,7 +59,9 @@ def _roundtrip_error(model: CINN, size: int) -> tuple[float, float]:
     with torch.no_grad():
         z, log_det = model.encode(x, c)
         x_rec, log_det_rev = model.decode_with_logdet(z, c)
-    return float((x_rec - x).abs().max()), float((log_det + log_det_rev).abs().max())
+    # log-dets reach 1e4 for a trained 128x128 model: compare relative to their size.
+    relative = (log_det + log_det_rev).abs() / log_det.abs().clamp_min(1.0)
+    return float((x_rec - x).abs().max()), float(relative.max())
 
 
 @pytest.mark.parametrize(
@@ -76,13 +78,13 @@ def test_untrained_roundtrip_exact_on_real_slices(config: ModelConfig) -> None:
     model = _randomize(CINN(config).eval())
     err, logdet_sum = _roundtrip_error(model, config.size)
     assert err < 1e-4
-    assert logdet_sum < 1e-3
+    assert logdet_sum < 1e-5
 
 
 def test_trained_roundtrip_exact_and_logdets_cancel(trained_small: CINN) -> None:
     err, logdet_sum = _roundtrip_error(trained_small, 64)
     assert err < 1e-4
-    assert logdet_sum < 1e-3
+    assert logdet_sum < 1e-5
 
 
 def test_logdet_is_nonzero_after_training(trained_small: CINN) -> None:
