@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from cadp_med.cli._output import configure_logging, is_tty, print_json, print_table, usage_errors
-from cadp_med.errors import ConfigError
+from cadp_med.errors import ConfigError, ModelError
 
 _DEFAULT_CONDITIONS = "modality,plane,slice_pos"
 
@@ -83,33 +83,24 @@ def train(
     """
     configure_logging()
     with usage_errors():
-        from cadp_med.model.cinn import ModelConfig
         from cadp_med.model.conditions import ConditionSchema, default_schema
         from cadp_med.training import train_model
 
         if size not in (64, 128):
             raise ConfigError("--size must be 64 or 128")
-        if schema_file is not None:
-            schema = ConditionSchema.from_json(schema_file)
-        else:
-            names = [n.strip() for n in conditions.split(",") if n.strip()]
-            schema = default_schema(names)
+        try:
+            if schema_file is not None:
+                schema = ConditionSchema.from_json(schema_file)
+            else:
+                schema = default_schema([n.strip() for n in conditions.split(",") if n.strip()])
+            config = _config(size, schema.dim, stages, blocks_per_stage, subnet_width, fc_blocks,
+                             fc_width)  # fmt: skip
+        except ModelError as exc:  # a bad schema or architecture is the operator's input
+            raise ConfigError(str(exc)) from exc
         try:
             axes_tuple = tuple(int(a) for a in axes.split(",") if a.strip())
         except ValueError as exc:
             raise ConfigError("--axes must be comma-separated integers") from exc
-        overrides = {
-            "stages": stages,
-            "blocks_per_stage": blocks_per_stage,
-            "subnet_width": subnet_width,
-            "fc_blocks": fc_blocks,
-            "fc_width": fc_width,
-        }
-        config = ModelConfig(
-            size=size,
-            cond_dim=schema.dim,
-            **{k: v for k, v in overrides.items() if v is not None},
-        )
         x, metadata, normalization = _load_data(data, size, axes_tuple, modality)
         card = train_model(
             x,
@@ -147,6 +138,30 @@ def train(
             ("clip L1 / L2 (release)", f"{defaults['clip_l1']:.2f} / {defaults['clip_l2']:.2f}"),
             ("model", output),
         ],
+    )
+
+
+def _config(
+    size: int,
+    cond_dim: int,
+    stages: int | None,
+    blocks_per_stage: int | None,
+    subnet_width: int | None,
+    fc_blocks: int | None,
+    fc_width: int | None,
+) -> Any:
+    """The default ModelConfig with the given overrides."""
+    from cadp_med.model.cinn import ModelConfig
+
+    overrides = {
+        "stages": stages,
+        "blocks_per_stage": blocks_per_stage,
+        "subnet_width": subnet_width,
+        "fc_blocks": fc_blocks,
+        "fc_width": fc_width,
+    }
+    return ModelConfig(
+        size=size, cond_dim=cond_dim, **{k: v for k, v in overrides.items() if v is not None}
     )
 
 
