@@ -93,8 +93,9 @@ def train(
                 schema = ConditionSchema.from_json(schema_file)
             else:
                 schema = default_schema([n.strip() for n in conditions.split(",") if n.strip()])
-            config = _config(size, schema.dim, stages, blocks_per_stage, subnet_width, fc_blocks,
-                             fc_width)  # fmt: skip
+            config = _config(
+                size, schema.dim, stages, blocks_per_stage, subnet_width, fc_blocks, fc_width
+            )
         except ModelError as exc:  # a bad schema or architecture is the operator's input
             raise ConfigError(str(exc)) from exc
         try:
