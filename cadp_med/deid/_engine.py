@@ -19,19 +19,20 @@ beyond the table (each documented where it is applied):
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydicom.dataelem import DataElement
+from pydicom.datadict import DicomDictionary
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
 from cadp_med._version import __version__
 from cadp_med.deid._mapping import MappingRecorder
+from cadp_med.deid._marks import add_deidentification_marks
 from cadp_med.deid._plan import Plan, build_plan
 from cadp_med.deid._profile import Profile
 from cadp_med.deid._pseudo import (
@@ -66,6 +67,9 @@ CONTENT_VALUE_ACTIONS = {
     0x0040A122: "K",  # Time: times alone carry no date
     0x0040A124: "U",  # UID
 }
+# Elements of these VRs are decoded even when kept: UIDs get U, dates follow the
+# longitudinal option, sequences are walked.
+_DECODE_VRS = frozenset({"SQ", "UI", "DA", "DT"})
 METHOD_PREFIX = f"cadp-med {__version__} PS3.15 E.1-1 {EDITION}"
 
 
@@ -182,7 +186,9 @@ class Deidentifier:
         original_id = str(ds.get("PatientID", "") or "") or str(ds.get("StudyInstanceUID", ""))
         state = _Walk(date_shift_days(self._key, original_id), Counter(), [])
         out = self._walk(ds, "", state, content=False, drop_text_objects=False, pseudo=pseudo)
-        self._add_deid_attributes(out)
+        add_deidentification_marks(
+            out, self._method_text, self._method_codes, self._plan.longitudinal
+        )
         if self._method_text and not self._method_text.isascii():
             charset = out.get("SpecificCharacterSet", "")
             if charset not in ("ISO_IR 192", ["ISO_IR 192"]):
@@ -202,6 +208,7 @@ class Deidentifier:
     ) -> Dataset:
         plan = self._plan
         out = Dataset()
+        encoding = _inherit_encoding(src, out)
         for tag in list(src.keys()):
             group, number = tag >> 16, tag & 0xFFFF
             tag_path = f"{path}({group:04X},{number:04X})"
@@ -216,6 +223,20 @@ class Deidentifier:
                 continue
             if 0x6000 <= group <= 0x60FF and (not plan.keep_overlays or number == 0x4000):
                 state.actions["X"] += 1
+                continue
+            if plan.actions.get(tag) == "X" and not (content and tag in CONTENT_VALUE_ACTIONS):
+                state.actions["X"] += 1  # removed without decoding the value: cheaper
+                continue
+            raw = src.get_item(tag)
+            if (
+                isinstance(raw, RawDataElement)
+                and (raw.is_implicit_VR, raw.is_little_endian) == encoding
+                and self._keeps_undecoded(tag, raw, content)
+            ):
+                # Kept as read: no decoding now, and written back byte for byte when the
+                # output keeps the input's encoding (pydicom converts it otherwise).
+                out[tag] = raw
+                state.actions["K"] += 1
                 continue
             if drop_text_objects and tag == TEXT_OBJECT_SEQUENCE:
                 state.actions["C"] += 1
@@ -234,6 +255,18 @@ class Deidentifier:
             if new is not None:
                 out.add(new)
         return out
+
+    def _keeps_undecoded(self, tag: int, raw: RawDataElement, content: bool) -> bool:
+        """True when a raw element is kept whatever its value: no UID, date or sequence."""
+        if self._plan.actions.get(tag, "K") != "K" or tag == TEXT_VALUE:
+            return False
+        if content and tag in CONTENT_VALUE_ACTIONS:
+            return False
+        vr = raw.VR
+        if vr is None or vr == "UN":
+            entry = DicomDictionary.get(tag)
+            vr = entry[0] if entry else None
+        return vr is not None and len(vr) == 2 and vr not in _DECODE_VRS
 
     def _action_for(self, tag: int, vr: str, content: bool) -> str:
         plan = self._plan
@@ -382,43 +415,18 @@ class Deidentifier:
                 )
         state.actions["private-removed"] += 1
 
-    # -- attributes every de-identified instance carries (PS3.15 E.1.1) -------------------
-    def _add_deid_attributes(self, out: Dataset) -> None:
-        out.PatientIdentityRemoved = "YES"
-        existing = out.get("DeidentificationMethod")
-        methods = (
-            []
-            if existing is None
-            else list(existing if isinstance(existing, MultiValue | list) else [existing])
-        )
-        methods = [m for m in methods if m] + [self._method_text]
-        out.DeidentificationMethod = methods if len(methods) > 1 else methods[0]
-        codes = list(out.get("DeidentificationMethodCodeSequence", []))
-        present = {str(item.get("CodeValue", "")) for item in codes}
-        for code, meaning in self._method_codes:
-            if code in present:
-                continue
-            item = Dataset()
-            item.CodeValue = code
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            codes.append(item)
-            present.add(code)
-        out.DeidentificationMethodCodeSequence = codes
-        out.LongitudinalTemporalInformationModified = self._plan.longitudinal
-        purpose = Dataset()
-        purpose.CodeValue = "109104"
-        purpose.CodingSchemeDesignator = "DCM"
-        purpose.CodeMeaning = "De-identifying Equipment"
-        equipment = Dataset()
-        equipment.PurposeOfReferenceCodeSequence = [purpose]
-        equipment.Manufacturer = "cadp-med"
-        equipment.SoftwareVersions = __version__
-        # The moment of de-identification is not PHI (it says nothing about the patient).
-        equipment.ContributionDateTime = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
-        equipment.ContributionDescription = "De-identified"
-        contributing = list(out.get("ContributingEquipmentSequence", []))
-        out.ContributingEquipmentSequence = [*contributing, equipment]
+
+def _inherit_encoding(src: Dataset, out: Dataset) -> tuple[bool, bool] | None:
+    """Give ``out`` the encoding ``src`` was read with, so undecoded elements stay valid.
+
+    Returns that encoding, or None when unknown: then no element is kept undecoded. A raw
+    element read in another encoding than its dataset claims (malformed files) is decoded.
+    """
+    implicit, little = getattr(src, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        return None
+    out.set_original_encoding(implicit, little, src.original_character_set)
+    return implicit, little
 
 
 def _copy_element(elem: DataElement) -> DataElement:

@@ -199,3 +199,34 @@ def test_burned_in_reason(changes: dict[str, str], reason: str | None) -> None:
     for name, value in changes.items():
         setattr(ds, name, value)
     assert burned_in_reason(ds) == reason
+
+
+def test_non_ascii_method_text_switches_charset_to_utf8() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    result = deidentify(method_text="Zürich 東京 run")(ds)
+    assert result.dataset.SpecificCharacterSet == "ISO_IR 192"
+    assert any("(0008,0005)" in w for w in result.warnings)
+    assert all("東京" not in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("name", "syntax"),
+    [
+        ("MR_small_implicit.dcm", pydicom.uid.ExplicitVRLittleEndian),
+        ("CT_small.dcm", pydicom.uid.ImplicitVRLittleEndian),
+    ],
+)
+def test_elements_kept_undecoded_survive_a_change_of_encoding(
+    name: str, syntax: str, tmp_path: Path
+) -> None:
+    from tests.deid.conftest import write_output
+
+    source = pydicom.dcmread(get_testdata_file(name))
+    out = deidentify()(source).dataset
+    source.file_meta.TransferSyntaxUID = syntax  # the writer takes the syntax from here
+    write_output(out, source, tmp_path / "out.dcm")
+    again = pydicom.dcmread(tmp_path / "out.dcm")
+    for keyword in ("Rows", "Columns", "Manufacturer", "ImageType", "PixelSpacing"):
+        assert again[keyword].value == source[keyword].value, keyword
+    assert again.PixelData == source.PixelData
