@@ -8,10 +8,11 @@ the checkpoint of epoch ``k`` continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def train_model(
         )
 
     bar = _progress_bar(progress)
-    with bar:
+    with bar, _deterministic_cudnn():
         task = bar.add_task("training", total=total_steps, completed=start_epoch * steps_per_epoch)
         for epoch in range(start_epoch, epochs):
             model.train()
@@ -298,6 +299,23 @@ def _save_state(
         tmp,
     )
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn() -> Iterator[None]:
+    """Deterministic cuDNN kernels while training, restoring the caller's settings.
+
+    cuDNN's autotuned convolution backward kernels differ between runs, so two CUDA runs
+    with the same seed would otherwise drift apart in the last bits.
+    """
+    import torch
+
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
 
 
 class _NoProgress:
