@@ -207,8 +207,14 @@ def _collect(originals: list[Dataset], plan: Plan, unmodified: bool) -> _Identit
     return found
 
 
-def _search_text(text: str, found: _Identity, *, dates: bool) -> str | None:
-    """The kind of the first identifying value in ``text``, or None."""
+def _search_text(
+    text: str, found: _Identity, *, dates: bool, candidates: dict[str, str] | None = None
+) -> str | None:
+    """The kind of the first identifying value in ``text``, or None.
+
+    ``candidates`` narrows the substring search to values already known to occur in the
+    file (one search over the whole file's text instead of one per element).
+    """
     pieces = {text, *text.replace("\\", " ").replace("^", " ").split()}
     for piece in pieces:
         kind = found.tokens.get(piece)
@@ -216,7 +222,7 @@ def _search_text(text: str, found: _Identity, *, dates: bool) -> str | None:
             return kind
         if dates and piece[:8] in found.dates:
             return "date"
-    for value, kind in found.long.items():
+    for value, kind in (found.long if candidates is None else candidates).items():
         if value in text:
             return kind
     return None
@@ -263,13 +269,22 @@ def verify_outputs(original: Path, output: Path, *, audit_log: Path | None = Non
         # land on another patient's real date: under MODIFIED, DA/DT elements are trusted
         # and dates are searched for only in other text.
         shifted = ds.get("LongitudinalTemporalInformationModified", "") == "MODIFIED"
-        for tag_path, _tag, vr, value in _elements(ds):
+        values = [
+            (tag_path, vr, text)
+            for tag_path, _tag, vr, value in _elements(ds)
+            for text in _strings(vr, value)
+        ]
+        blob = "\x00".join(text for _, _, text in values)
+        candidates = {v: k for v, k in found.long.items() if v in blob}
+        reported: set[str] = set()
+        for tag_path, vr, text in values:
+            if tag_path in reported:
+                continue  # one leak per element is enough
             search_dates = vr != "UI" and not (shifted and vr in ("DA", "DT"))
-            for text in _strings(vr, value):
-                kind = _search_text(text, found, dates=search_dates)
-                if kind:
-                    report.leaks.append(Leak(tag_path, kind, where))
-                    break
+            kind = _search_text(text, found, dates=search_dates, candidates=candidates)
+            if kind:
+                report.leaks.append(Leak(tag_path, kind, where))
+                reported.add(tag_path)
         header = path.read_bytes()
         pixel_tag = header.rfind(b"\xe0\x7f\x10\x00")  # (7FE0,0010): skip pixel bytes
         header = header[:pixel_tag] if pixel_tag > 0 else header
