@@ -27,52 +27,75 @@ def default_schema_json() -> dict[str, Any]:
 
 
 # -- derivations -------------------------------------------------------------------------
-def _tokens(text: str) -> list[str]:
-    return [t for t in re.split(r"[^A-Z0-9]+", text.upper()) if t]
-
-
 def modality_contrast(
     modality: Any, contrast: Any, tables: Mapping[str, Any], vocabulary: Sequence[str] = ()
 ) -> str | None:
-    """Combine a modality ("MR") and a contrast ("T1") into a value like "MR-T1".
+    """Combine a modality ("MR") and a contrast ("MR-T1" or "T1") into a vocabulary value.
 
-    A modality already in ``vocabulary`` (e.g. "MR-T2") is returned as is.  MR without a
+    A contrast or modality already in ``vocabulary`` (e.g. "MR-T2", as
+    ``cadp_med.imaging`` labels slices) is returned as is.  MR without a
     recognised contrast becomes "MR-other"; an unmapped modality becomes "other"; a missing
     modality gives ``None`` (the unknown slot).
     """
     if modality is None or str(modality).strip() == "":
         return None
     text = str(modality).strip()
-    for value in vocabulary:
-        if text.lower() == value.lower():
-            return value
+    for candidate in (contrast, text):  # e.g. contrast "MR-T1" from cadp_med.imaging
+        for value in vocabulary:
+            if candidate is not None and str(candidate).strip().lower() == value.lower():
+                return value
     mapped = tables.get("modality_map", {}).get(text.upper(), "other")
     if mapped != "MR":
         return mapped
     if contrast is not None:
         key = str(contrast).strip().upper()
-        return tables.get("mr_contrast_map", {}).get(key, "MR-other")
+        return str(tables.get("mr_contrast_map", {}).get(key, "MR-other"))
     return "MR-other"
 
 
-def mr_contrast_from_dataset(ds: Any, tables: Mapping[str, Any]) -> str | None:
-    """Contrast hint ("T1", "T2", "PD", "DWI", "EPI") from an MR dataset's header, or None.
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
-    Rules come from ``tables["mr_contrast_hints"]``: a hint matches when a word of the
-    attribute starts with it.  Values are never logged.
-    """
-    for rule in tables.get("mr_contrast_hints", {}).get("rules", []):
+
+def _rule_matches(ds: Any, rule: Mapping[str, Any]) -> bool:
+    if "keyword" in rule:
         raw = ds.get(rule["keyword"], None)
         value = getattr(raw, "value", raw)
-        if value is None:
-            continue
-        text = " ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
-        words = _tokens(text)
-        if any(w.startswith(hint.upper()) for hint in rule["contains"] for w in words):
+        if value is None or value == "":
+            return False
+        if "any_of" in rule:
+            # pydicom's MultiValue is a sequence but neither list nor tuple.
+            values = [value] if isinstance(value, str | bytes | int | float) else list(value)
+            wanted = {str(v).upper() for v in rule["any_of"]}
+            return any(str(v).strip().upper() in wanted for v in values)
+        number = _number(value)
+        return number is not None and number > float(rule["greater_than"])
+    tr, te = _number(ds.get("RepetitionTime")), _number(ds.get("EchoTime"))
+    if tr is None or te is None:
+        return False
+    checks = (
+        ("tr_below", tr, lambda v, limit: v < limit),
+        ("tr_at_least", tr, lambda v, limit: v >= limit),
+        ("te_below", te, lambda v, limit: v < limit),
+        ("te_at_least", te, lambda v, limit: v >= limit),
+    )
+    return all(test(v, float(rule[key])) for key, v, test in checks if key in rule)
+
+
+def mr_contrast_from_dataset(ds: Any, tables: Mapping[str, Any]) -> str:
+    """Contrast of an MR dataset ("MR-T1", "MR-T2", "MR-PD", "MR-DWI", "MR-EPI", "MR-other").
+
+    Rules come from ``tables["mr_contrast_rules"]`` (see the default schema JSON); they
+    mirror ``cadp_med.imaging``'s DICOM reader.  Header values are never logged.
+    """
+    for rule in tables.get("mr_contrast_rules", {}).get("rules", []):
+        if _rule_matches(ds, rule):
             return str(rule["contrast"])
-    if ds.get("DiffusionBValue") not in (None, ""):
-        return "DWI"
-    return None
+    return "MR-other"
 
 
 def plane_from_orientation(iop: Sequence[float] | None, oblique_below: float = 0.8) -> str | None:
@@ -100,13 +123,37 @@ def plane_from_orientation(iop: Sequence[float] | None, oblique_below: float = 0
     return ("sagittal", "coronal", "axial")[axis]
 
 
+# LPS x points left and y posterior: flip them so positions grow towards R, A and S.
+_RAS_SIGN = np.array([-1.0, -1.0, 1.0])
+
+
 def position_along_normal(ds: Any) -> float | None:
-    """ImagePositionPatient projected on the slice normal (mm), or None when absent."""
+    """Slice position (mm) along the dominant axis of its normal, pointing to R, A or S.
+
+    Comparable between the slices of one series; ``None`` without ImagePositionPatient or
+    ImageOrientationPatient.
+    """
     iop, ipp = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
     if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
         return None
     normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
-    return float(np.dot(normal, np.asarray(ipp, float)))
+    axis = int(np.argmax(np.abs(normal)))
+    if abs(normal[axis]) < 1e-6:
+        return None
+    # Orient the normal so its dominant component points right, anterior or superior.
+    direction = normal * np.sign(normal[axis]) * _RAS_SIGN[axis]
+    return float(np.dot(direction, np.asarray(ipp, float)))
+
+
+def slice_rank_position(own: float | None, series_positions: Sequence[float]) -> float | None:
+    """Rank of ``own`` among ``series_positions`` divided by ``n - 1`` (0.5 for one slice)."""
+    distinct = sorted({round(float(p), 4) for p in series_positions})
+    if len(distinct) <= 1:
+        return 0.5
+    if own is None:
+        return None
+    rank = sum(1 for p in distinct if p < round(own, 4))
+    return rank / (len(distinct) - 1)
 
 
 def age_band(age: Any, tables: Mapping[str, Any]) -> str | None:
@@ -138,7 +185,8 @@ def metadata_from_dataset(
         A pydicom ``Dataset`` (pixel data not needed).
     series_positions
         :func:`position_along_normal` of every slice in the series; ``slice_pos`` is this
-        slice's normalised rank along the normal.  ``None`` or a single slice gives 0.5.
+        slice's rank among them divided by ``n - 1``, as ``cadp_med.imaging`` computes it.
+        ``None`` or a single slice gives 0.5.
     schema
         Schema whose ``tables`` and ``dicom:`` fields to use; the default schema otherwise.
 
@@ -153,18 +201,14 @@ def metadata_from_dataset(
     tables = tables or default_schema_json()["tables"]
     modality = ds.get("Modality")
     modality = str(modality).strip() or None if modality is not None else None
-    contrast = mr_contrast_from_dataset(ds, tables) if modality == "MR" else None
+    # Same labels as cadp_med.imaging: "CT", an MR contrast, else the modality code.
+    contrast = mr_contrast_from_dataset(ds, tables) if modality == "MR" else modality
     plane = plane_from_orientation(
         ds.get("ImageOrientationPatient"), tables.get("plane", {}).get("oblique_below", 0.8)
     )
     slice_pos: float | None = 0.5
-    if series_positions is not None and len(series_positions) > 1:
-        own = position_along_normal(ds)
-        lo, hi = float(min(series_positions)), float(max(series_positions))
-        if own is None:
-            slice_pos = None
-        elif hi - lo > 1e-6:
-            slice_pos = min(max((own - lo) / (hi - lo), 0.0), 1.0)
+    if series_positions is not None:
+        slice_pos = slice_rank_position(position_along_normal(ds), series_positions)
     species = ds.get("PatientSpeciesDescription") or tables.get("species_default_dicom")
 
     def text(keyword: str) -> str | None:

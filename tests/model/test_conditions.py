@@ -137,20 +137,48 @@ def test_metadata_from_real_datasets() -> None:
     assert meta["age_band"] == "0-17"  # "000Y"
     mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
     mr_meta = metadata_from_dataset(mr)
-    assert mr_meta["contrast"] is None  # ScanningSequence SE is no contrast hint
-    assert default_schema().decode(default_schema().encode(mr_meta))["modality"] == "MR-other"
-    mr.SeriesDescription = "t2_tse_tra"
-    assert metadata_from_dataset(mr)["contrast"] == "T2"
-    mr.SeriesDescription = "ep2d_diff_trace"
-    assert metadata_from_dataset(mr)["contrast"] == "DWI"
+    assert mr_meta["contrast"] == "MR-T2"  # TR 4000 ms, TE 240 ms
+    assert default_schema().decode(default_schema().encode(mr_meta))["modality"] == "MR-T2"
 
 
-def test_slice_pos_along_series() -> None:
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"RepetitionTime": 500, "EchoTime": 15}, "MR-T1"),
+        ({"RepetitionTime": 2500, "EchoTime": 20}, "MR-PD"),
+        ({"RepetitionTime": 1200, "EchoTime": 50}, "MR-other"),
+        ({"ScanningSequence": ["SE", "EP"]}, "MR-EPI"),
+        ({"ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION"]}, "MR-DWI"),
+        ({"RepetitionTime": None}, "MR-other"),
+    ],
+)
+def test_mr_contrast_rules_from_json(changes: dict[str, object], expected: str) -> None:
+    mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(mr, keyword)
+        else:
+            setattr(mr, keyword, value)
+    assert metadata_from_dataset(mr)["contrast"] == expected
+
+
+def test_mr_contrast_agrees_with_imaging_reader() -> None:
+    dicom_reader = pytest.importorskip("cadp_med.imaging._dicom")
+    for changes in ({}, {"RepetitionTime": 500, "EchoTime": 15}, {"ScanningSequence": "EP"}):
+        mr = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+        for keyword, value in changes.items():
+            setattr(mr, keyword, value)
+        assert metadata_from_dataset(mr)["contrast"] == dicom_reader._contrast(mr, "MR")
+
+
+def test_slice_pos_is_rank_along_series() -> None:
     ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     own = position_along_normal(ct)
-    assert own is not None
+    assert own == pytest.approx(-75.699997)  # axial: z, pointing superior
     positions = [own - 10.0, own, own + 30.0]
-    assert metadata_from_dataset(ct, series_positions=positions)["slice_pos"] == pytest.approx(0.25)
+    assert metadata_from_dataset(ct, series_positions=positions)["slice_pos"] == 0.5
+    positions = [own - 10.0, own - 5.0, own]
+    assert metadata_from_dataset(ct, series_positions=positions)["slice_pos"] == 1.0
     assert metadata_from_dataset(ct, series_positions=[own])["slice_pos"] == 0.5
 
 
