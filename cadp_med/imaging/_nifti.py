@@ -122,13 +122,18 @@ def load_ras_volume(path: PathLike) -> tuple[np.ndarray, tuple[float, float, flo
     from monai.transforms import LoadImage, Orientation
 
     try:
-        image = LoadImage(image_only=True, ensure_channel_first=True)(str(path))
+        # NibabelReader named explicitly: MONAI's reader search would otherwise try its
+        # DICOM readers (and their optional GPU codecs) first.
+        loader = LoadImage(image_only=True, ensure_channel_first=True, reader="NibabelReader")
+        image = loader(str(path))
     except Exception as exc:  # MONAI wraps reader errors in several types
         raise InputError(f"unreadable NIfTI volume: {type(exc).__name__}") from exc
     if image.ndim != 4:
         raise InputError(f"expected a 3D or 4D volume, got {image.ndim - 1} spatial dims")
     # ensure_channel_first puts a 4th (time/volume) dimension first: keep volume 0.
-    image = Orientation(axcodes="RAS")(image[:1])
+    # Labels given explicitly: RAS means axes pointing Right, Anterior, Superior (nibabel).
+    orient = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))
+    image = orient(image[:1])
     affine = np.asarray(image.affine, dtype=np.float64)
     spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(3))
     volume = np.asarray(image[0].numpy(), dtype=np.float32)

@@ -113,16 +113,26 @@ class Normalizer:
 
     @staticmethod
     def forward(pixels: np.ndarray, window: Mapping[str, Any]) -> np.ndarray:
-        """Map modality units to [0, 1] (clipped), as float32."""
+        """Map modality units to [0, 1] (clipped).
+
+        Returns float64 for float64 input and float32 otherwise: float32 resolves about
+        2.5e-4 HU at the top of the CT window, so callers that need a round trip exact to
+        1e-4 in modality units keep float64.
+        """
         low, high = float(window["low"]), float(window["high"])
         scaled = (np.asarray(pixels, dtype=np.float64) - low) / (high - low)
-        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+        return np.clip(scaled, 0.0, 1.0).astype(_out_dtype(pixels))
 
     @staticmethod
     def inverse(normalized: np.ndarray, window: Mapping[str, Any]) -> np.ndarray:
-        """Map [0, 1] back to modality units, as float32."""
+        """Map [0, 1] back to modality units (float64 for float64 input, else float32)."""
         low, high = float(window["low"]), float(window["high"])
-        return (np.asarray(normalized, dtype=np.float64) * (high - low) + low).astype(np.float32)
+        restored = np.asarray(normalized, dtype=np.float64) * (high - low) + low
+        return restored.astype(_out_dtype(normalized))
+
+
+def _out_dtype(array: Any) -> type[np.floating[Any]]:
+    return np.float64 if np.asarray(array).dtype == np.float64 else np.float32
 
 
 def _collect(volume_or_slices: Any) -> tuple[np.ndarray, str | None]:
