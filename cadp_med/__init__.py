@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from cadp_med._pipeline import AnonymizeOptions, RunSummary, anonymize_study
 from cadp_med._version import __version__
 from cadp_med.errors import (
     CadpError,
@@ -21,6 +22,7 @@ from cadp_med.errors import (
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AnonymizeOptions",
     "CadpError",
     "ConfigError",
     "DeidError",
@@ -28,5 +30,7 @@ __all__ = [
     "ModelError",
     "NetworkError",
     "PrivacyError",
+    "RunSummary",
     "__version__",
+    "anonymize_study",
 ]

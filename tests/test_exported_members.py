@@ -1,0 +1,28 @@
+"""``cadp_med.__all__`` lists exactly the public names of the package (httpx style)."""
+
+from __future__ import annotations
+
+import types
+
+import cadp_med
+
+
+def test_all_matches_public_namespace() -> None:
+    exported = set(cadp_med.__all__)
+    public = {
+        name
+        for name, value in vars(cadp_med).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    # Names defined by ``from __future__ import annotations`` and the logging import.
+    public -= {"annotations", "logging"}
+    assert exported - {"__version__"} == public
+    assert len(cadp_med.__all__) == len(exported), "duplicates in __all__"
+
+
+def test_exported_members_come_from_cadp_med() -> None:
+    for name in cadp_med.__all__:
+        if name == "__version__":
+            continue
+        member = getattr(cadp_med, name)
+        assert member.__module__.startswith("cadp_med."), name
