@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,16 @@ KW: dict[str, Any] = dict(
     normalization={"kind": "test"},
     sources=["pydicom"],
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Bit-for-bit comparisons need a fixed summation order: on a loaded machine MKL may
+    otherwise choose its thread count per call (MKL_DYNAMIC)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
