@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydicom.datadict import DicomDictionary
+from pydicom.datadict import DicomDictionary, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -167,16 +167,23 @@ class Deidentifier:
         study = str(ds.get("StudyInstanceUID", "") or "")
         patient_id = self._patient_id(str(ds.get("PatientID", "") or ""), study)
 
-        def uid(name: str) -> str:
+        def uid(name: str, anchor: str) -> str:
             value = str(ds.get(name, "") or "")
-            return value if (self._plan.retain_uids or not value) else self._uid(value)
+            if not value:
+                # A Type 1 UID is missing: derive a stable keyed one from the instance's
+                # context, so the output stays valid and reruns land in the same place.
+                return self._uid(f"missing-{name}:{anchor}")
+            return value if self._plan.retain_uids else self._uid(value)
 
+        sop = str(ds.get("SOPInstanceUID", "") or "")
+        study_uid = uid("StudyInstanceUID", sop)
+        series_uid = uid("SeriesInstanceUID", study or sop)
         return Pseudonyms(
             patient_id=patient_id,
             patient_name="ANON^" + patient_id,
-            study_uid=uid("StudyInstanceUID"),
-            series_uid=uid("SeriesInstanceUID"),
-            sop_uid=uid("SOPInstanceUID"),
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=uid("SOPInstanceUID", study + "/" + str(ds.get("InstanceNumber", ""))),
         )
 
     # -- the walk -----------------------------------------------------------------------
@@ -189,6 +196,15 @@ class Deidentifier:
         add_deidentification_marks(
             out, self._method_text, self._method_codes, self._plan.longitudinal
         )
+        for keyword, value in (
+            ("StudyInstanceUID", pseudo.study_uid),
+            ("SeriesInstanceUID", pseudo.series_uid),
+            ("SOPInstanceUID", pseudo.sop_uid),
+        ):
+            if not out.get(keyword):
+                out[keyword] = DataElement(tag_for_keyword(keyword), "UI", value)
+                state.actions["U-missing"] += 1
+                state.warnings.append(f"{keyword}: absent in the input, a keyed UID was written")
         if self._method_text and not self._method_text.isascii():
             charset = out.get("SpecificCharacterSet", "")
             if charset not in ("ISO_IR 192", ["ISO_IR 192"]):
