@@ -323,3 +323,20 @@ def test_mapping_export_and_reuse(tmp_path: Path, sample_study, test_key: bytes)
     second = anonymize_study(study, tmp_path / "b", key=b"other-key", options=reuse)
     rel = [p.relative_to(first.output) for p in outputs(first.output)]
     assert rel == [p.relative_to(second.output) for p in outputs(second.output)]
+
+
+def test_unexpected_errors_quarantine_one_file_only(
+    tmp_path: Path, sample_study, test_key: bytes
+) -> None:
+    study = sample_study("multi_series")
+
+    def flaky_stage(original, result):
+        if original.SeriesNumber == 4 and original.Modality == "CT":
+            raise RuntimeError(f"boom {original.PatientName}")
+        return result.dataset
+
+    options = AnonymizeOptions(pixels="privatize", pixel_stage=flaky_stage)
+    summary = anonymize_study(study, tmp_path / "out", key=test_key, options=options)
+    assert summary.quarantine_reasons == {"unexpected-error": 2}
+    assert summary.written == 22 and summary.exit_code == 1
+    assert "Doe" not in summary.audit_log.read_text()

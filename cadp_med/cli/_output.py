@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -35,11 +36,23 @@ def is_tty() -> bool:
     return sys.stdout.isatty()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler that writes to whatever ``sys.stderr`` is at emit time."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def configure_logging() -> None:
     """Send cadp-med warnings to stderr (library modules only log; the CLI shows)."""
     logger = logging.getLogger("cadp_med")
-    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
@@ -53,11 +66,27 @@ def exit_usage(message: str) -> NoReturn:
 
 @contextmanager
 def usage_errors() -> Iterator[None]:
-    """Turn a :class:`ConfigError` raised inside the block into exit status 2."""
+    """Run a command body: a :class:`ConfigError` becomes exit status 2, and
+    third-party warnings and log lines are silenced.
+
+    pydicom's warnings and log messages can quote element values (``Invalid value
+    for VR DA: '...'``); the terminal must show neither. Our own modules log
+    without values and keep their handler.
+    """
+    pydicom_logger = logging.getLogger("pydicom")
+    propagate = pydicom_logger.propagate
+    null_handler = logging.NullHandler()
+    pydicom_logger.addHandler(null_handler)
+    pydicom_logger.propagate = False
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     except ConfigError as exc:
         exit_usage(str(exc))
+    finally:
+        pydicom_logger.removeHandler(null_handler)
+        pydicom_logger.propagate = propagate
 
 
 def print_json(data: Any) -> None:

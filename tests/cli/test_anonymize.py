@@ -152,3 +152,25 @@ def test_conflicting_longitudinal_options_exit_2(
     )
     assert result.exit_code == 2
     assert "conflict" in result.output
+
+
+def test_terminal_shows_no_values_from_pydicom_warnings(tmp_path: Path, test_key: bytes) -> None:
+    import warnings
+
+    import pydicom
+
+    from tests.conftest import pydicom_file
+
+    study = tmp_path / "in"
+    study.mkdir()
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.StudyDate = "Doe^John"  # an invalid DA that pydicom quotes in its warning
+        ds.save_as(study / "x.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("anonymize", study, "-o", tmp_path / "out", "--pixels", "keep")
+    assert result.exit_code == 0, result.output
+    assert "Doe" not in result.output
+    assert not [w for w in caught if "Doe" in str(w.message)]
