@@ -60,6 +60,25 @@ def _lr_at(step: int, total: int, lr: float) -> float:
     return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
+def _choose_split(
+    metadata: Sequence[Mapping[str, Any]], heldout_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Use the slice set's own ``split`` labels when every slice has one, else a random split.
+
+    The training-set builder holds out blocks of neighbouring slices; a random per-slice
+    split would put near-duplicates on both sides and flatter the held-out numbers.
+    """
+    labels = [m.get("split") for m in metadata]
+    if labels and all(label in ("train", "heldout") for label in labels):
+        train = np.asarray([i for i, label in enumerate(labels) if label == "train"], dtype=int)
+        held = np.asarray([i for i, label in enumerate(labels) if label == "heldout"], dtype=int)
+        if len(train) == 0:
+            raise ConfigError("the slice set's split labels leave no training slices")
+        return train, held, "the slice set's own 'split' labels"
+    train, held = _split(len(metadata), heldout_fraction, seed)
+    return train, held, f"random per slice, fraction {heldout_fraction:g}, seed {seed}"
+
+
 def _split(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if not 0.0 <= heldout_fraction < 1.0:
         raise ConfigError("heldout_fraction must be in [0, 1)")
@@ -107,7 +126,9 @@ def train_model(
     device
         ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
     heldout_fraction
-        Share of slices kept out for bits/dim and the clip defaults.
+        Share of slices kept out for bits/dim and the clip defaults, drawn at random per
+        slice; ignored when every metadata dict carries a ``split`` of "train"/"heldout"
+        (the training-set builder's block split), which is then used as it is.
     out_path
         The ``.safetensors`` to write; the per-epoch state goes to
         ``<out_path>.train-state.pt``.
@@ -148,7 +169,7 @@ def train_model(
     device = resolve_device(device)
     out_path = Path(out_path)
 
-    train_idx, held_idx = _split(x_np.shape[0], heldout_fraction, seed)
+    train_idx, held_idx, split_rule = _choose_split(train_meta, heldout_fraction, seed)
     cond_np = schema.encode_batch(train_meta)
     x_all = torch.from_numpy(x_np).to(device)
     c_all = torch.from_numpy(cond_np).to(device)
@@ -171,6 +192,7 @@ def train_model(
         "lr": lr,
         "n": int(x_np.shape[0]),
         "heldout_fraction": heldout_fraction,
+        "split": split_rule,
     }
     eval_seed = seed + _EVAL_NOISE_SEED_OFFSET
     start_epoch, history = 0, []
@@ -263,6 +285,7 @@ def train_model(
             "size": config.size,
             "n_train": n_train,
             "n_heldout": int(len(held_idx)),
+            "split": split_rule,
             "batch_size": batch_size,
             "lr": lr,
             "optimizer": f"Adam, cosine decay per step to 1% of lr, grad-norm clip {grad_clip:g}",

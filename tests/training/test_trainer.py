@@ -151,3 +151,11 @@ def test_bad_inputs() -> None:
         )
     with pytest.raises(ConfigError, match="one dict per slice"):
         train_model(X[:4], META[:3], epochs=1, out_path="unused", **KW)
+
+
+def test_split_labels_in_metadata_are_used(tmp_path: Path) -> None:
+    meta = [{**m, "split": "heldout" if i < 8 else "train"} for i, m in enumerate(META[:32])]
+    card = train_model(X[:32], meta, epochs=1, out_path=tmp_path / "s.safetensors", **KW)
+    assert card["training"]["n_heldout"] == 8 and card["training"]["n_train"] == 24
+    assert card["training"]["split"] == "the slice set's own 'split' labels"
+    assert sum(card["training"]["counts"]["modality"].values()) == 24
