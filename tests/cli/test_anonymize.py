@@ -174,3 +174,15 @@ def test_terminal_shows_no_values_from_pydicom_warnings(tmp_path: Path, test_key
     assert result.exit_code == 0, result.output
     assert "Doe" not in result.output
     assert not [w for w in caught if "Doe" in str(w.message)]
+
+
+def test_rich_output_on_a_terminal(
+    tmp_path: Path, sample_study, test_key: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cadp_med.cli import _output
+
+    monkeypatch.setattr(_output, "is_tty", lambda: True)
+    result = run("anonymize", sample_study("ct_small"), "-o", tmp_path / "out", "--pixels", "keep")
+    assert result.exit_code == 0, result.output
+    assert "cadp-med anonymize" in result.output and "written" in result.output
+    assert "anonymize: 1/1" not in result.output  # a progress bar, not plain lines
