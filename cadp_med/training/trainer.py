@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cadp_med.errors import ConfigError
+from cadp_med.errors import ConfigError, ModelError
 from cadp_med.model.conditions import ConditionSchema
 from cadp_med.training.metrics import (
     BPD_CONVENTION,
@@ -236,6 +236,11 @@ def train_model(
                 z, log_det = model.encode(xb + noise / 256.0, c_tr[idx])
                 bpd = bits_per_dim(nll_nats(z, log_det), z.shape[1])
                 loss = bpd.mean()
+                if not torch.isfinite(loss):
+                    raise ModelError(
+                        f"non-finite loss in epoch {epoch + 1}, step {batch_no + 1}; "
+                        "lower the learning rate"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
