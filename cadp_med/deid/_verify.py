@@ -73,17 +73,26 @@ class VerifyReport:
         return not self.leaks and not self.missing
 
 
-def _dicom_files(root: Path) -> Iterator[tuple[Path, Dataset]]:
+def _all_files(root: Path) -> Iterator[tuple[Path, Dataset | None]]:
+    """Yield every file under ``root``, with its dataset when it is a DICOM instance."""
     for folder, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
             try:
                 ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-            except Exception:  # not DICOM, or too broken to parse: nothing to check
-                continue
-            if len(ds) == 0:
-                continue
+            except Exception:  # not DICOM, or too broken to parse
+                ds = None
+            # ``force=True`` turns any text file into a few junk elements; an instance
+            # without a SOP Instance UID is not one we wrote.
+            if ds is not None and (len(ds) == 0 or "SOPInstanceUID" not in ds):
+                ds = None
+            yield path, ds
+
+
+def _dicom_files(root: Path) -> Iterator[tuple[Path, Dataset]]:
+    for path, ds in _all_files(root):
+        if ds is not None:
             yield path, ds
 
 
@@ -253,7 +262,9 @@ def verify_outputs(original: Path, output: Path, *, audit_log: Path | None = Non
         A text log to search as well.
     """
     original, output = Path(original), Path(output)
-    outputs = list(_dicom_files(output))
+    every_output = list(_all_files(output))
+    outputs = [(path, ds) for path, ds in every_output if ds is not None]
+    others = [path for path, ds in every_output if ds is None]
     plan, unmodified = _profile_from_outputs([ds for _, ds in outputs])
     found = _collect([ds for _, ds in _dicom_files(original)], plan, unmodified)
     report = VerifyReport(files_checked=len(outputs))
@@ -290,6 +301,17 @@ def verify_outputs(original: Path, output: Path, *, audit_log: Path | None = Non
         header = header[:pixel_tag] if pixel_tag > 0 else header
         for value, kind in raw_values:
             if _raw_contains(header, value, whole_uid=kind == "uid"):
+                report.leaks.append(Leak("raw bytes", kind, where))
+        for part in path.relative_to(output).parts:
+            kind = _search_text(part, found, dates=False)
+            if kind:
+                report.leaks.append(Leak("file name", kind, where))
+    for path in others:
+        # Files that are not DICOM (logs, manifests, stray copies) must not leak either.
+        where = path.relative_to(output).as_posix()
+        data = path.read_bytes()
+        for value, kind in raw_values:
+            if _raw_contains(data, value, whole_uid=kind == "uid"):
                 report.leaks.append(Leak("raw bytes", kind, where))
         for part in path.relative_to(output).parts:
             kind = _search_text(part, found, dates=False)

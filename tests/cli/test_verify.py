@@ -32,11 +32,6 @@ def test_no_leaks_in_anonymized_sample(anonymized: tuple[Path, Path]) -> None:
     assert report["files_checked"] >= 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cadp_med.deid.verify_outputs parses OUT/audit.jsonl as a DICOM file "
-    "(dcmread force=True) and reports its attributes as missing; reported to deid",
-)
 def test_verify_exits_0_on_clean_output(anonymized: tuple[Path, Path]) -> None:
     assert verify(*anonymized).exit_code == 0
 
@@ -59,3 +54,18 @@ def test_planted_leak_exits_1_and_hides_the_value(anonymized: tuple[Path, Path])
     assert plain.exit_code == 1
     assert "LEAK (0020,4000)" in plain.output
     assert str(original.PatientName) not in plain.output
+
+
+def test_leak_in_a_non_dicom_output_file_is_found(anonymized: tuple[Path, Path]) -> None:
+    study, out = anonymized
+    original = pydicom.dcmread(next((study / "98892001").rglob("6293")))
+    (out / "notes.txt").write_text(f"patient id {original.PatientID} was here\n")
+
+    result = verify(study, out, "--json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert {"tag_path": "raw bytes", "where": "notes.txt"}.items() <= next(
+        leak for leak in report["leaks"] if leak["where"] == "notes.txt"
+    ).items()
+    assert str(original.PatientID) not in result.output

@@ -1,0 +1,217 @@
+"""Header-only de-identification throughput, cadp-med against dicognito, deid and a floor.
+
+Every tool does the same work per file: read it from disk, de-identify the header, write
+the result to disk.  The floor is a plain pydicom read and write.  All tools run in this
+one process, one after the other, on the same corpus, so the ratios compare like with like.
+
+The corpus is every real DICOM file the test packages ship (pydicom, pydicom-data,
+deid-data, dicognito's test data when its sdist is unpacked), copied round-robin until it
+holds at least ``--min-files`` files.
+
+Run::
+
+    python benchmarks/bench_header.py --min-files 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pydicom
+
+
+def real_dicom_files() -> list[Path]:
+    """Every file from the test-data packages that parses as DICOM with pixel-free headers."""
+    import site
+
+    import pydicom.data
+
+    candidates: list[Path] = [Path(p) for p in pydicom.data.get_testdata_files()]
+    for base in site.getsitepackages():
+        deid_data = Path(base) / "deid_data"
+        if deid_data.is_dir():
+            candidates += [p for p in deid_data.rglob("*") if p.is_file()]
+    dicognito = Path(os.environ.get("DICOGNITO_SRC", "/tmp/dicognito_src"))
+    candidates += [p for p in dicognito.rglob("orig_data/**/*") if p.is_file()]
+
+    usable: list[Path] = []
+    for path in candidates:
+        if path.name == "DICOMDIR" or path.suffix in {".py", ".pyc", ".txt", ".json", ".md"}:
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if "SOPInstanceUID" in ds:
+                usable.append(path)
+        except Exception:  # noqa: BLE001 - a benchmark corpus skips what does not parse
+            continue
+    return sorted(set(usable))
+
+
+def build_corpus(files: list[Path], min_files: int, into: Path) -> list[Path]:
+    corpus: list[Path] = []
+    index = 0
+    while len(corpus) < max(min_files, len(files)):
+        source = files[index % len(files)]
+        target = into / f"{len(corpus):05d}.dcm"
+        shutil.copyfile(source, target)
+        corpus.append(target)
+        index += 1
+    return corpus
+
+
+def time_tool(
+    name: str, process: Callable[[Path, Path], None], corpus: Iterable[Path], out: Path
+) -> dict[str, float]:
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    files = list(corpus)
+    start = time.perf_counter()
+    for index, path in enumerate(files):
+        try:
+            process(path, out / f"{index:05d}.dcm")
+        except Exception:  # noqa: BLE001 - count a tool's failures, keep timing the rest
+            failures += 1
+    seconds = time.perf_counter() - start
+    return {
+        "tool": name,
+        "files": len(files),
+        "seconds": seconds,
+        "files_per_second": len(files) / seconds,
+        "failures": failures,
+    }
+
+
+def floor_read_write(path: Path, target: Path) -> None:
+    ds = pydicom.dcmread(path, force=True)
+    ds.save_as(target)
+
+
+def make_cadp(key: bytes) -> Callable[[Path, Path], None]:
+    from cadp_med.deid import Deidentifier, Profile
+    from cadp_med.io.write import output_transfer_syntax, write_instance
+
+    deidentifier = Deidentifier(Profile(), key)
+
+    def process(path: Path, target: Path) -> None:
+        ds = pydicom.dcmread(path, force=True)
+        result = deidentifier(ds)
+        source_syntax = (
+            getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
+        )
+        syntax = output_transfer_syntax(source_syntax, pixels_unchanged=True)
+        write_instance(result.dataset, target.parent, result.pseudonyms, transfer_syntax=syntax)
+
+    return process
+
+
+def make_dicognito() -> Callable[[Path, Path], None]:
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer()
+
+    def process(path: Path, target: Path) -> None:
+        ds = pydicom.dcmread(path, force=True)
+        anonymizer.anonymize(ds)
+        ds.save_as(target)
+
+    return process
+
+
+def make_deid() -> Callable[[Path, Path], None]:
+    from deid.config import DeidRecipe
+    from deid.dicom import replace_identifiers
+
+    recipe = DeidRecipe()  # deid's default recipe
+
+    def process(path: Path, target: Path) -> None:
+        parsed = replace_identifiers(dicom_files=[str(path)], deid=recipe, save=False)
+        dataset = parsed[0] if isinstance(parsed, list) else next(iter(parsed.values()))
+        dataset.save_as(target)
+
+    return process
+
+
+def make_dicom_anonymizer() -> Callable[[Path, Path], None]:
+    from dicomanonymizer import anonymize_dataset
+
+    def process(path: Path, target: Path) -> None:
+        ds = pydicom.dcmread(path, force=True)
+        anonymize_dataset(ds)
+        ds.save_as(target)
+
+    return process
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-files", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3, help="best-of repeats per tool")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    files = real_dicom_files()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        corpus_dir = work / "corpus"
+        corpus_dir.mkdir()
+        corpus = build_corpus(files, args.min_files, corpus_dir)
+        print(
+            f"corpus: {len(corpus)} files from {len(files)} distinct real files, "
+            f"{sum(p.stat().st_size for p in corpus) / 1e6:.1f} MB"
+        )
+        tools: dict[str, Callable[[], Callable[[Path, Path], None]]] = {
+            "pydicom read+write (floor)": lambda: floor_read_write,
+            "cadp-med": lambda: make_cadp(b"benchmark-key"),
+            "dicognito": make_dicognito,
+            "deid (default recipe)": make_deid,
+            "dicom-anonymizer": make_dicom_anonymizer,
+        }
+        results = []
+        for name, factory in tools.items():
+            try:
+                process = factory()
+            except ImportError as exc:
+                print(f"{name}: not installed ({exc.name}); skipped")
+                continue
+            runs = []
+            for repeat in range(args.repeats):
+                out = work / f"out-{len(results)}-{repeat}"
+                runs.append(time_tool(name, process, corpus, out))
+                shutil.rmtree(out, ignore_errors=True)
+            best = max(runs, key=lambda r: r["files_per_second"])
+            best["median_files_per_second"] = statistics.median(r["files_per_second"] for r in runs)
+            results.append(best)
+
+    floor = next(r for r in results if r["tool"].startswith("pydicom"))
+    by_name = {r["tool"]: r for r in results}
+    print(f"\n{'tool':32} {'files/s':>9} {'median':>9} {'failures':>9} {'vs floor':>9}")
+    for r in results:
+        print(
+            f"{r['tool']:32} {r['files_per_second']:9.1f} {r['median_files_per_second']:9.1f} "
+            f"{r['failures']:9d} {r['files_per_second'] / floor['files_per_second']:9.2f}"
+        )
+    if "cadp-med" in by_name and "dicognito" in by_name:
+        ratio = by_name["cadp-med"]["files_per_second"] / by_name["dicognito"]["files_per_second"]
+        print(f"\ncadp-med / dicognito throughput: {ratio:.2f}x (goal >= 2x)")
+        slowdown = floor["files_per_second"] / by_name["cadp-med"]["files_per_second"]
+        print(f"floor / cadp-med: {slowdown:.2f}x (goal <= 1.5x)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
