@@ -1,0 +1,167 @@
+"""Senders for de-identified files: DICOM C-STORE SCU, folder copy and DICOMweb STOW-RS.
+
+Each destination opens a *session* for a batch of files (one association per study
+for C-STORE) and returns a callable that sends one file or raises
+:class:`~cadp_med.errors.NetworkError`.  Retry and dead-lettering live in the worker,
+not here, so every destination fails the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cadp_med.errors import NetworkError
+from cadp_med.net._spool import durable_copy
+from cadp_med.net.config import Destination
+
+LOGGER = logging.getLogger(__name__)
+
+Send = Callable[[Path, str], None]
+"""Send one file; the second argument is its path relative to the study output."""
+
+# C-STORE statuses that mean "stored": success and the three warnings of PS3.4 B.2.3.
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+
+
+@contextlib.contextmanager
+def open_session(destination: Destination, files: list[Path], ae_title: str) -> Iterator[Send]:
+    """Open a sending session for ``files`` on ``destination``.
+
+    Parameters
+    ----------
+    destination : Destination
+        The configured destination.
+    files : list of Path
+        The files that will be sent, so that C-STORE can propose matching contexts.
+    ae_title : str
+        Our own AE title, used as the calling AE of C-STORE associations.
+
+    Raises
+    ------
+    NetworkError
+        If the session cannot be opened (association refused, peer down).
+    """
+    if destination.type == "folder":
+        yield _folder_sender(destination)
+    elif destination.type == "stow":
+        yield _stow_sender(destination)
+    else:
+        with _cstore_session(destination, files, ae_title) as send:
+            yield send
+
+
+def _folder_sender(destination: Destination) -> Send:
+    root = destination.path
+    assert root is not None  # validated by the config
+
+    def send(path: Path, relpath: str) -> None:
+        try:
+            durable_copy(path, root / relpath)
+        except OSError as exc:
+            raise NetworkError(f"folder copy failed: {exc.strerror}") from None
+
+    return send
+
+
+def _stow_sender(destination: Destination) -> Send:
+    endpoint = f"{destination.url}/studies"
+
+    def send(path: Path, relpath: str) -> None:
+        # One instance per request keeps memory flat and the retry unit small.
+        boundary = uuid.uuid4().hex
+        body = b"".join(
+            (
+                f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(),
+                path.read_bytes(),
+                f"\r\n--{boundary}--\r\n".encode(),
+            )
+        )
+        request = urllib.request.Request(
+            endpoint,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                "Accept": "application/dicom+json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=destination.timeout_seconds) as reply:
+                status = reply.status
+                reply.read()
+        except urllib.error.HTTPError as exc:
+            raise NetworkError(f"STOW-RS answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NetworkError(f"STOW-RS request failed: {type(reason).__name__}") from None
+        if status not in (200, 202):
+            # 202 is a partial success in PS3.18 10.5.3; anything else is a failure.
+            raise NetworkError(f"STOW-RS answered HTTP {status}")
+
+    return send
+
+
+@contextlib.contextmanager
+def _cstore_session(destination: Destination, files: list[Path], ae_title: str) -> Iterator[Send]:
+    from pydicom import dcmread
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE
+
+    # One context per SOP class, offering the stored syntax first and the two
+    # uncompressed ones as a fallback (PS3.5 10.1 requires Implicit VR LE support).
+    syntaxes: dict[str, list[str]] = {}
+    for path in files:
+        meta = read_file_meta_info(path)
+        offered = syntaxes.setdefault(str(meta.MediaStorageSOPClassUID), [])
+        if str(meta.TransferSyntaxUID) not in offered:
+            offered.insert(0, str(meta.TransferSyntaxUID))
+    if len(syntaxes) > 128:
+        raise NetworkError("a study with more than 128 SOP classes needs several associations")
+    ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = destination.timeout_seconds
+    for sop_class, offered in syntaxes.items():
+        for fallback in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+            if fallback not in offered:
+                offered.append(fallback)
+        ae.add_requested_context(sop_class, offered)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        reason = "rejected" if assoc.is_rejected else "not established"
+        raise NetworkError(f"association with destination '{destination.name}' {reason}")
+
+    def send(path: Path, relpath: str) -> None:
+        if not assoc.is_established:
+            raise NetworkError("association with the destination was lost")
+        dataset = dcmread(path)
+        accepted = {
+            str(cx.transfer_syntax[0])
+            for cx in assoc.accepted_contexts
+            if cx.abstract_syntax == dataset.SOPClassUID
+        }
+        if dataset.file_meta.TransferSyntaxUID.is_compressed and (
+            str(dataset.file_meta.TransferSyntaxUID) not in accepted
+        ):
+            # The peer refused the compressed syntax: send it decompressed instead.
+            dataset.decompress()
+        try:
+            status = assoc.send_c_store(dataset)
+        except (ValueError, RuntimeError) as exc:
+            raise NetworkError(f"C-STORE could not be sent: {type(exc).__name__}") from None
+        code = getattr(status, "Status", None)
+        if code is None:
+            raise NetworkError("C-STORE got no response (timeout or abort)")
+        if code not in _STORED:
+            raise NetworkError(f"C-STORE failed with status 0x{code:04X}")
+
+    try:
+        yield send
+    finally:
+        if assoc.is_established:
+            assoc.release()

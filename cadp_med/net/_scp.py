@@ -1,0 +1,174 @@
+"""The C-STORE SCP: accepts associations from allowed peers and spools what they send.
+
+A C-STORE is answered with success only after the instance is durably in the spool
+(:func:`~cadp_med.net._spool.durable_write`); a dataset that cannot be decoded, or
+lacks the UIDs that group it, is quarantined and answered 0xC210 ("cannot
+understand", PS3.4 B.2.3) while the association carries on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cadp_med.net._spool import Spool, durable_write, uid_key
+from cadp_med.net._status import Metrics
+from cadp_med.net.config import NodeConfig
+
+LOGGER = logging.getLogger(__name__)
+
+STATUS_SUCCESS = 0x0000
+STATUS_CANNOT_UNDERSTAND = 0xC210
+STATUS_OUT_OF_RESOURCES = 0xA700
+
+
+def transfer_syntaxes() -> list[str]:
+    """Every transfer syntax the SCP accepts: uncompressed, deflate, JPEG, JPEG-LS,
+    JPEG 2000, HTJ2K and RLE.  Pixel data is stored as received, never transcoded."""
+    from pydicom import uid
+
+    names = (
+        "ImplicitVRLittleEndian",
+        "ExplicitVRLittleEndian",
+        "DeflatedExplicitVRLittleEndian",
+        "ExplicitVRBigEndian",
+        "JPEGBaseline8Bit",
+        "JPEGExtended12Bit",
+        "JPEGLosslessP14",
+        "JPEGLosslessSV1",
+        "JPEGLSLossless",
+        "JPEGLSNearLossless",
+        "JPEG2000Lossless",
+        "JPEG2000",
+        "HTJ2KLossless",
+        "HTJ2KLosslessRPCL",
+        "HTJ2K",
+        "RLELossless",
+    )
+    return [str(getattr(uid, name)) for name in names if hasattr(uid, name)]
+
+
+def server_ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """Build the TLS context from ``[tls]``; with ``ca`` set, clients need a certificate."""
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=config.tls.cert, keyfile=config.tls.key)
+    if config.tls.ca is not None:
+        context.load_verify_locations(cafile=config.tls.ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class StoreHandlers:
+    """Event handlers of the node's AE.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        For the allow-list and the quarantine folder.
+    spool : Spool
+        Where received instances go.
+    metrics : Metrics
+        Counters to update.
+    on_instance : callable
+        Called with the study key after each instance is spooled (schedules the study).
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        spool: Spool,
+        metrics: Metrics,
+        on_instance: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.metrics = metrics
+        self.on_instance = on_instance
+        self._allowed = {(p.ae_title, p.host) for p in config.allow}
+
+    def handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+        """The ``evt_handlers`` list for ``AE.start_server``."""
+        from pynetdicom import evt
+
+        return [(evt.EVT_REQUESTED, self.on_requested), (evt.EVT_C_STORE, self.on_store)]
+
+    def on_requested(self, event: Any) -> None:
+        """Reject, before negotiation, any calling AE title and host not on the allow-list."""
+        # The requestor's ae_title is filled in only during negotiation, which has not
+        # happened yet: read the calling AE title from the A-ASSOCIATE-RQ itself.
+        requestor = event.assoc.requestor
+        calling = str(requestor.primitive.calling_ae_title).strip()
+        host = str(requestor.address)
+        if (calling, host) in self._allowed:
+            return
+        # result 0x01 permanent, source 0x01 service user, reason 0x03 calling AE title
+        # not recognised (PS3.8 9.3.4).
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        # kill() waits for the DUL to flush the A-ASSOCIATE-RJ before the socket closes,
+        # as pynetdicom does for its own rejections; otherwise the peer sees an abort.
+        event.assoc.kill()
+        LOGGER.warning(
+            "association rejected",
+            extra={"fields": {"calling_ae": calling, "peer_host": host, "reason": "not allowed"}},
+        )
+
+    def on_store(self, event: Any) -> int:
+        """Spool one instance durably, then acknowledge; quarantine what cannot be read."""
+        try:
+            data = event.encoded_dataset()
+        except Exception as exc:  # noqa: BLE001 - any decode failure means quarantine
+            return self._quarantine(event.request.DataSet.getvalue(), type(exc).__name__)
+        try:
+            study_uid, sop_uid = self._uids(data)
+        except Exception as exc:  # noqa: BLE001 - malformed: pydicom raises many types
+            return self._quarantine(data, type(exc).__name__)
+        study = uid_key(study_uid)
+        try:
+            self.spool.store(study, uid_key(sop_uid, 32), data)
+        except OSError as exc:
+            # Disk full or read-only: tell the sender to retry later, keep nothing half-done.
+            LOGGER.error(
+                "spool write failed", extra={"fields": {"study": study, "errno": exc.errno}}
+            )
+            self.metrics.add("failed")
+            return STATUS_OUT_OF_RESOURCES
+        self.metrics.add("received")
+        self.on_instance(study)
+        return STATUS_SUCCESS
+
+    @staticmethod
+    def _uids(data: bytes) -> tuple[str, str]:
+        """Decode the whole dataset (every element, recursively) and return its UIDs."""
+        from pydicom import dcmread
+
+        dataset = dcmread(io.BytesIO(data))
+        for _element in dataset.iterall():
+            pass  # converting each raw element is what finds malformed values
+        study_uid = str(dataset.get("StudyInstanceUID", "") or "")
+        sop_uid = str(dataset.get("SOPInstanceUID", "") or "")
+        if not study_uid or not sop_uid:
+            raise ValueError("StudyInstanceUID or SOPInstanceUID missing")
+        return study_uid, sop_uid
+
+    def _quarantine(self, data: bytes, reason: str) -> int:
+        stamp = f"{time.time_ns():x}"
+        folder = self.config.quarantine / "received"
+        try:
+            durable_write(folder / f"{stamp}.dcm", data)
+            durable_write(
+                folder / f"{stamp}.json",
+                json.dumps({"reason": "undecodable dataset", "error": reason}).encode(),
+            )
+        except OSError:
+            LOGGER.error("quarantine write failed", extra={"fields": {"error": reason}})
+        self.metrics.add("quarantined")
+        LOGGER.warning("instance quarantined", extra={"fields": {"error": reason}})
+        return STATUS_CANNOT_UNDERSTAND

@@ -1,0 +1,175 @@
+"""The durable spool of received instances, study markers and the per-destination ledger.
+
+Layout (no header value ever appears in a path)::
+
+    spool/<study key>/in/<sha256(SOP Instance UID)[:32]>.dcm   received, as sent to us
+    spool/<study key>/DONE                                     marker: study delivered
+    staging/<study key>/out/...                                anonymize_study output
+    staging/<study key>/sent.jsonl                             ledger of deliveries
+
+``<study key>`` is ``sha256(StudyInstanceUID)[:16]``.  Every file is written to a
+temporary name, fsynced, renamed, and its folder fsynced, so a C-STORE is acknowledged
+only once the instance would survive a power cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+INSTANCES = "in"
+DONE_MARKER = "DONE"
+LEDGER = "sent.jsonl"
+OUTPUT = "out"
+
+
+def uid_key(uid: str, length: int = 16) -> str:
+    """Return the hex prefix of ``sha256(uid)``: a stable, PHI-free name for a UID."""
+    return hashlib.sha256(uid.strip().encode("ascii", "replace")).hexdigest()[:length]
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries so that a rename or new file in it is durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_dir(folder: Path) -> None:
+    """Create ``folder`` (and parents) and make its new entry durable in its parent."""
+    if folder.is_dir():
+        return
+    ensure_dir(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(folder.parent)
+
+
+def durable_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically and durably (temp, fsync, rename, fsync dir)."""
+    ensure_dir(target.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def durable_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` with the guarantees of :func:`durable_write`."""
+    durable_write(target, source.read_bytes())
+
+
+class Spool:
+    """The received-instance spool and the per-study staging area of one node.
+
+    Parameters
+    ----------
+    root : Path
+        The spool folder; holds PHI, so it should be on an encrypted volume.
+    staging : Path
+        Where ``anonymize_study`` writes and the delivery ledger lives.
+    """
+
+    def __init__(self, root: Path, staging: Path) -> None:
+        self.root = root
+        self.staging = staging
+        ensure_dir(root)
+        ensure_dir(staging)
+
+    def instances_dir(self, study: str) -> Path:
+        """Folder of the received instances of one study key."""
+        return self.root / study / INSTANCES
+
+    def output_dir(self, study: str) -> Path:
+        """Folder ``anonymize_study`` writes the de-identified study to."""
+        return self.staging / study / OUTPUT
+
+    def store(self, study: str, sop_key: str, data: bytes) -> Path:
+        """Durably store one received instance and clear the study's DONE marker.
+
+        A late instance of a delivered study re-opens it: the marker goes first, so a
+        crash after it leaves the study scheduled again on restart.
+        """
+        marker = self.root / study / DONE_MARKER
+        if marker.exists():
+            marker.unlink()
+            fsync_dir(marker.parent)
+        target = self.instances_dir(study) / f"{sop_key}.dcm"
+        durable_write(target, data)
+        return target
+
+    def mark_done(self, study: str) -> None:
+        """Record that every output of ``study`` reached every destination."""
+        durable_write(self.root / study / DONE_MARKER, b"")
+
+    def discard(self, study: str) -> None:
+        """Delete a delivered study's spool and staging folders (``retain_spool = false``)."""
+        shutil.rmtree(self.root / study, ignore_errors=True)
+        shutil.rmtree(self.staging / study, ignore_errors=True)
+        fsync_dir(self.root)
+
+    def pending_studies(self) -> list[str]:
+        """Study keys in the spool without a DONE marker; removes crash leftovers."""
+        pending = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for leftover in folder.glob(f"{INSTANCES}/.tmp-*"):
+                leftover.unlink(missing_ok=True)
+            if not (folder / DONE_MARKER).exists():
+                pending.append(folder.name)
+        return pending
+
+    def size_bytes(self) -> int:
+        """Total bytes of received instances still in the spool."""
+        return sum(p.stat().st_size for p in self.root.glob(f"*/{INSTANCES}/*.dcm"))
+
+
+class Ledger:
+    """Append-only record of which output file reached which destination.
+
+    One JSON object per line, fsynced after each append: after a crash the ledger
+    says exactly which sends completed, so a restart does not send them twice.  A torn
+    last line (a crash mid-append) is ignored; that one file is sent again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._done: set[tuple[str, str]] = set()
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self._done.add((entry["dest"], entry["file"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def is_sent(self, destination: str, relpath: str) -> bool:
+        """Whether ``relpath`` already reached ``destination``."""
+        return (destination, relpath) in self._done
+
+    def record(self, destination: str, relpath: str) -> None:
+        """Durably note that ``relpath`` reached ``destination``."""
+        with self._lock:
+            ensure_dir(self.path.parent)
+            line = json.dumps({"dest": destination, "file": relpath}) + "\n"
+            with open(self.path, "a", encoding="utf-8") as stream:
+                stream.write(line)
+                stream.flush()
+                os.fsync(stream.fileno())
+            self._done.add((destination, relpath))
