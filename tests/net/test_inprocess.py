@@ -1,0 +1,120 @@
+"""The node run in-process: resuming from the ledger after a crash, and DICOM TLS."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cadp_med.net import Node
+from cadp_med.net._spool import LEDGER, Ledger, Spool, uid_key
+from cadp_med.net.config import parse_config
+from tests.net._peers import LOOPBACK, free_port, study_files, wait_for
+
+pytestmark = pytest.mark.network
+
+
+def base_config(tmp_path: Path, **extra: object) -> dict[str, object]:
+    config: dict[str, object] = {
+        "ae_title": "CADPNODE",
+        "port": free_port(),
+        "spool": "spool",
+        "staging": "staging",
+        "quarantine": "quarantine",
+        "dead_letter": "dead-letter",
+        "idle_seconds": 0.2,
+        "allow": [{"ae_title": "MODALITY", "host": LOOPBACK}],
+        "destinations": [{"type": "folder", "name": "share", "path": "share"}],
+    }
+    config.update(extra)
+    return config
+
+
+def copy_anonymizer(source: Path, output: Path, study: str) -> object:
+    """Stands in for anonymize_study: output file names are the spool names."""
+    output.mkdir(parents=True, exist_ok=True)
+    for path in source.glob("*.dcm"):
+        shutil.copy(path, output / path.name)
+    return None
+
+
+def test_restart_after_partial_delivery_sends_only_the_rest(tmp_path: Path) -> None:
+    config = parse_config(base_config(tmp_path), tmp_path)
+    spool = Spool(config.spool, config.staging)
+    study = uid_key("1.2.3.4")
+    names = []
+    for index, path in enumerate(study_files()[:4]):
+        sop = uid_key(f"1.2.3.4.{index}", 32)
+        spool.store(study, sop, path.read_bytes())
+        names.append(f"{sop}.dcm")
+    # The state a crash leaves: two files delivered and in the ledger, no DONE marker.
+    ledger = Ledger(config.staging / study / LEDGER)
+    for name in names[:2]:
+        ledger.record("share", name)
+
+    node = Node(config, anonymizer=copy_anonymizer)
+    node.start()
+    try:
+        wait_for(
+            lambda: node.report()["studies_pending"] == 0 and node.report()["sent"],
+            10,
+            "the resumed study",
+        )
+    finally:
+        node.stop()
+    delivered = sorted(p.name for p in (tmp_path / "share").iterdir())
+    assert delivered == sorted(names[2:]), "files in the ledger must not be sent again"
+    assert not (config.spool / study).exists(), "delivered study must leave the spool"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl binary not installed")
+def test_tls_association(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from pynetdicom import AE
+
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(tmp_path / "node.pem"),
+            "-out",
+            str(tmp_path / "node.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("CADP_MED_KEY", "tls-test-key-0123456789abcdef")
+    config = parse_config(
+        base_config(tmp_path, tls={"cert": "node.crt", "key": "node.pem"}), tmp_path
+    )
+    node = Node(config)
+    node.start()
+    try:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+        plain = ae.associate(LOOPBACK, node.port, ae_title="CADPNODE")
+        assert not plain.is_established, "a plain TCP peer must not get through"
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tmp_path / "node.crt")
+        assoc = ae.associate(
+            LOOPBACK, node.port, ae_title="CADPNODE", tls_args=(client, "127.0.0.1")
+        )
+        assert assoc.is_established
+        assert assoc.send_c_store(study_files()[0]).Status == 0x0000
+        assoc.release()
+        wait_for(lambda: list((tmp_path / "share").rglob("*.dcm")), 20, "the TLS-sent file")
+    finally:
+        node.stop()
