@@ -154,6 +154,7 @@ class _JobConfig:
     output: Path
     uid_map: Any
     patient_id_map: Any
+    method_codes: tuple[tuple[str, str], ...] = ()
 
 
 class _FileJob:
@@ -171,6 +172,8 @@ class _FileJob:
             kwargs["patient_id_map"] = config.patient_id_map
         if recorder is not None:
             kwargs["recorder"] = recorder
+        if config.method_codes:
+            kwargs["extra_method_codes"] = config.method_codes
         self.deidentifier = Deidentifier(config.options.profile, config.key, **kwargs)
 
     def __call__(self, path: Path) -> _Outcome:
@@ -200,6 +203,11 @@ class _FileJob:
                 warnings.append(f"burned-in annotation allowed: {burned_in}")
             elif options.pixels != "privatize":
                 return _Outcome(path, audit_status.BURNED_IN_QUARANTINED, reason="burned-in")
+        refuse = getattr(options.pixel_stage, "refuse_reason", None)
+        if options.pixels == "privatize" and refuse is not None:
+            refusal = refuse(original)
+            if refusal is not None:
+                return _Outcome(path, audit_status.QUARANTINED, reason=refusal)
         result = self.deidentifier(original)
         warnings.extend(result.warnings)
         source_syntax = original.file_meta.get("TransferSyntaxUID") if original.file_meta else None
@@ -277,6 +285,32 @@ def _load_maps(options: AnonymizeOptions) -> tuple[Any, Any]:
     return read_mapping_csv(options.uid_map_csv)
 
 
+def _pixel_setup(
+    options: AnonymizeOptions, key: bytes, paths: list[Path], uid_map: Any
+) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """Header pre-pass of the pixel stage, privatized series UIDs and pixel method codes.
+
+    A privatized series gets its own Series Instance UID; giving the override to the
+    Deidentifier makes every reference to the series (SEG, SR, presentation states)
+    point at it.
+    """
+    from cadp_med.pixels._provenance import BLANK_METHOD_CODES, PIXEL_METHOD_CODES
+
+    if options.pixels == "blank":
+        return uid_map, BLANK_METHOD_CODES
+    if options.pixels != "privatize":
+        return uid_map, ()
+    stage = options.pixel_stage
+    prepare = getattr(stage, "prepare", None)
+    overrides = getattr(stage, "uid_overrides", None)
+    if prepare is not None:
+        prepare(paths)
+    if overrides is not None:
+        retain = "retain-uids" in {str(getattr(o, "value", o)) for o in options.profile.options}
+        uid_map = {**dict(uid_map or {}), **overrides(key, uid_map, retain_uids=retain)}
+    return uid_map, PIXEL_METHOD_CODES
+
+
 def anonymize_study(
     input: PathLike,
     output: PathLike,
@@ -346,14 +380,15 @@ def anonymize_study(
         from cadp_med.deid import MappingRecorder
 
         recorder = MappingRecorder()
-    config = _JobConfig(options, key, out_root, uid_map, patient_id_map)
+    paths = [item.path for item in discovery.files]
+    uid_map, method_codes = _pixel_setup(options, key, paths, uid_map)
+    config = _JobConfig(options, key, out_root, uid_map, patient_id_map, method_codes)
     reasons: Counter[str] = Counter()
     groups: dict[str, set[Any]] = {"patients": set(), "studies": set(), "series": set()}
     with AuditLog(summary.audit_log) as audit:
         for skipped in discovery.skipped:
             summary.non_dicom += 1
             audit.record(skipped.path, audit_status.SKIPPED_NON_DICOM, reason=skipped.reason)
-        paths = [item.path for item in discovery.files]
         for done, outcome in enumerate(_outcomes(config, paths, recorder), start=1):
             _finish(outcome, out_root, quarantine, audit, summary, reasons, groups)
             if progress is not None:

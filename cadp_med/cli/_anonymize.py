@@ -55,6 +55,23 @@ def _profile(
     )
 
 
+def _parse_eps(text: str) -> float:
+    """A finite eps > 0, or inf only when spelled out (the output is then NOT DP)."""
+    import math
+
+    from cadp_med.errors import ConfigError
+
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError("--eps must be a number > 0 or 'inf'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError("--eps must be a number > 0 or 'inf'")
+    return value
+
+
 def anonymize(
     study_dir: Path = typer.Argument(..., help="Study folder (any layout) or one DICOM file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
@@ -90,6 +107,22 @@ def anonymize(
         None, "--export-mapping", help="Write the pseudonym mapping CSV (mode 0600)."
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    eps: str = typer.Option(
+        "2", "--eps", help="Per-slice epsilon (study total with --budget study); 'inf' = NOT DP."
+    ),
+    mechanism: str = typer.Option("laplace", "--mechanism", help="laplace or gaussian."),
+    delta: float | None = typer.Option(None, "--delta", help="Gaussian delta."),
+    clip: float | None = typer.Option(None, "--clip", help="Clip norm (default: model card)."),
+    release: str = typer.Option("coarsest", "--release", help="coarsest or all."),
+    postprocess: str = typer.Option(
+        "posterior-sample", "--postprocess", help="posterior-sample, posterior-mean or none."
+    ),
+    budget: str = typer.Option("slice", "--budget", help="slice or study."),
+    model: Path | None = typer.Option(None, "--model", help="Model file (default: packaged)."),
+    seed: int | None = typer.Option(None, "--seed", help="Noise seed, for audits only."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    output_grid: str = typer.Option("original", "--output-grid", help="original or model."),
+    output_format: str = typer.Option("dicom", "--format", help="dicom or nifti (NIfTI input)."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """De-identify every DICOM instance of STUDY_DIR into OUT.
@@ -112,6 +145,26 @@ def anonymize(
             "clean-graphics": clean_graphics,
         }
         profile = _profile(profile_file, flags, retain_longitudinal, keep_overlays, keep_curves)
+        pixel_stage = None
+        if pixels is PixelPolicy.privatize:
+            from cadp_med.pixels import PixelOptions, PixelStage
+
+            pixel_stage = PixelStage(
+                PixelOptions(
+                    epsilon=_parse_eps(eps),
+                    mechanism=mechanism,
+                    delta=delta,
+                    clip=clip,
+                    release=release,
+                    postprocess=postprocess,
+                    budget=budget,
+                    model=model,
+                    seed=seed,
+                    device=device,
+                    output_grid=output_grid,
+                    output_format=output_format,
+                )
+            )
         options = AnonymizeOptions(
             profile=profile,
             pixels=pixels.value,
@@ -120,6 +173,7 @@ def anonymize(
             uid_map_csv=uid_map,
             export_mapping_csv=export_mapping,
             workers=workers,
+            pixel_stage=pixel_stage,
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
         with progress_callback("anonymize", quiet=json_output) as progress:
