@@ -65,11 +65,12 @@ _CATEGORIES: tuple[tuple[type[BaseException], str], ...] = (
     (ModelError, "model-error"),
     (CadpError, "cadp-error"),
     (MemoryError, "out-of-memory"),
-    (FileNotFoundError, "input-missing"),
+    (FileNotFoundError, "file-not-found"),
     (PermissionError, "permission-denied"),
     (OSError, "os-error"),
 )
 NO_DICOM = "no-dicom-files"
+INPUT_MISSING = "input-missing"
 WORKER_CRASHED = "worker-crashed"
 
 
@@ -138,6 +139,9 @@ def run_one_study(
     StudyResult
         ``ok`` is False when the study raised or held no DICOM file at all.
     """
+    if not Path(job.path).exists():
+        # Common in ETL worklists (a study not yet exported); say so plainly.
+        return StudyResult(job.study_id, ok=False, error=INPUT_MISSING)
     options = job.options
     if pixel_stage is not None:
         options = dataclasses.replace(options, pixel_stage=pixel_stage)
