@@ -285,6 +285,15 @@ def _load_maps(options: AnonymizeOptions) -> tuple[Any, Any]:
     return read_mapping_csv(options.uid_map_csv)
 
 
+def _remove_stale_parts(out_root: Path) -> None:
+    """Delete temporary files a killed run left behind (atomic writes never finished)."""
+    for part in out_root.rglob(".tmp-*.part"):
+        try:
+            part.unlink()
+        except OSError:
+            logger.warning("a stale temporary file could not be removed")
+
+
 def _pixel_setup(
     options: AnonymizeOptions, key: bytes, paths: list[Path], uid_map: Any
 ) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -368,6 +377,7 @@ def anonymize_study(
 
     discovery = scan(input_root)
     out_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(out_root)
     summary = RunSummary(
         files_seen=len(discovery.files) + len(discovery.skipped),
         output=out_root,

@@ -246,7 +246,7 @@ class PixelStage:
                 x = Normalizer.forward(record.pixels, window)
                 if monochrome1:  # the model knows bright = dense; MONOCHROME1 is inverted
                     x = 1.0 - x
-                grid, info = to_model_grid(x, size, record.spacing)
+                grid, info = to_model_grid(x, size, _usable_spacing(record.spacing))
                 grids.append(grid)
                 infos.append(info)
             x_batch = torch.from_numpy(np.stack(grids)[:, None]).to(self._device)
@@ -306,6 +306,16 @@ def _normalizer(card: dict[str, Any]) -> Any:
     if spec.get("kind") == "window":
         return Normalizer.from_spec(spec)
     return Normalizer()  # the defaults the training-set builder uses
+
+
+def _usable_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
+    """The pixel spacing, or square pixels when the header's is zero or nonsense.
+
+    Some CR files carry Pixel Spacing 0\\0; only the aspect ratio matters for the grid.
+    """
+    if all(math.isfinite(v) and v > 0 for v in spacing):
+        return spacing
+    return (1.0, 1.0)
 
 
 def _syntax(ds: Dataset) -> str | None:
