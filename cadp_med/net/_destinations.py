@@ -112,7 +112,9 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
     from pydicom import dcmread
     from pydicom.filereader import read_file_meta_info
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
+
+    from cadp_med.net._scp import set_tcp_nodelay
 
     # One context per SOP class, offering the stored syntax first and the two
     # uncompressed ones as a fallback (PS3.5 10.1 requires Implicit VR LE support).
@@ -131,7 +133,12 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
             if fallback not in offered:
                 offered.append(fallback)
         ae.add_requested_context(sop_class, offered)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+    )
     if not assoc.is_established:
         reason = "rejected" if assoc.is_rejected else "not established"
         raise NetworkError(f"association with destination '{destination.name}' {reason}")
