@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cadp_med.net._spool import Spool, durable_write, uid_key
+from cadp_med.net._spool import durable_write, uid_key
 from cadp_med.net._status import Metrics
 from cadp_med.net.config import NodeConfig
 
@@ -89,25 +89,22 @@ class StoreHandlers:
     ----------
     config : NodeConfig
         For the allow-list and the quarantine folder.
-    spool : Spool
-        Where received instances go.
+    accept : callable
+        ``accept(study_key, sop_key, data)`` durably spools one instance and schedules
+        its study; raises OSError when the spool cannot take it.
     metrics : Metrics
         Counters to update.
-    on_instance : callable
-        Called with the study key after each instance is spooled (schedules the study).
     """
 
     def __init__(
         self,
         config: NodeConfig,
-        spool: Spool,
         metrics: Metrics,
-        on_instance: Callable[[str], None],
+        accept: Callable[[str, str, bytes], None],
     ) -> None:
         self.config = config
-        self.spool = spool
         self.metrics = metrics
-        self.on_instance = on_instance
+        self.accept = accept
         self._allowed = {(p.ae_title, p.host) for p in config.allow}
 
     def handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
@@ -152,7 +149,7 @@ class StoreHandlers:
             return self._quarantine(data, type(exc).__name__)
         study = uid_key(study_uid)
         try:
-            self.spool.store(study, uid_key(sop_uid, 32), data)
+            self.accept(study, uid_key(sop_uid, 32), data)
         except OSError as exc:
             # Disk full or read-only: tell the sender to retry later, keep nothing half-done.
             LOGGER.error(
@@ -161,7 +158,6 @@ class StoreHandlers:
             self.metrics.add("failed")
             return STATUS_OUT_OF_RESOURCES
         self.metrics.add("received")
-        self.on_instance(study)
         return STATUS_SUCCESS
 
     @staticmethod

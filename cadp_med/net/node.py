@@ -87,7 +87,7 @@ class Node:
         syntaxes = transfer_syntaxes()
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, syntaxes)
-        handlers = StoreHandlers(self.config, self.spool, self.metrics, self._arrived)
+        handlers = StoreHandlers(self.config, self.metrics, self._accept)
         self._server = ae.start_server(
             (self.config.host, self.config.port),
             block=False,
@@ -150,9 +150,13 @@ class Node:
         with self._lock:
             return self._study_locks.setdefault(study, threading.Lock())
 
-    def _arrived(self, study: str) -> None:
-        with self._lock:
-            self._due[study] = time.monotonic()
+    def _accept(self, study: str, sop_key: str, data: bytes) -> None:
+        """Spool one instance and (re)schedule its study, under the study's lock, so
+        the worker cannot discard the study folder between the two."""
+        with self._study_lock(study):
+            self.spool.store(study, sop_key, data)
+            with self._lock:
+                self._due[study] = time.monotonic()
 
     def _next_due(self) -> str | None:
         now = time.monotonic()
