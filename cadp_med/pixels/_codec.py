@@ -67,12 +67,17 @@ def is_colour(ds: Dataset) -> bool:
     return int(ds.get("SamplesPerPixel", 1) or 1) > 1 or photometric == "PALETTE COLOR"
 
 
-def luminance_bits(ds: Dataset) -> int:
-    """Bits of the luminance written for colour input: those of a sample or LUT entry."""
+def luminance_bits(ds: Dataset) -> tuple[int, float]:
+    """Bits of the luminance written for colour input, and the factor to reach them.
+
+    Palette colour is written with 8 bits (the US Image module allows only 8 for
+    MONOCHROME2); 16-bit LUT entries are scaled by 255/65535. RGB keeps its sample depth.
+    """
     if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
         descriptor = ds.get("RedPaletteColorLookupTableDescriptor")
-        return 16 if descriptor is not None and int(descriptor[2]) > 8 else 8
-    return 8 if int(ds.get("BitsStored", 8)) <= 8 else 16
+        wide = descriptor is not None and int(descriptor[2]) > 8
+        return 8, (255.0 / 65535.0 if wide else 1.0)
+    return (8 if int(ds.get("BitsStored", 8)) <= 8 else 16), 1.0
 
 
 def rescale_of(ds: Dataset, frame: int) -> tuple[float, float]:
@@ -101,8 +106,9 @@ def encode_frames(
     header : dict
         Keyword → value of the Image Pixel attributes to set on the output.
     """
+    scale = 1.0
     if colour:
-        bits = luminance_bits(ds)
+        bits, scale = luminance_bits(ds)
         signed, bits_allocated = False, bits
     else:
         bits = int(ds.BitsStored)
@@ -113,7 +119,7 @@ def encode_frames(
     parts = []
     for index, values in enumerate(frames):
         slope, intercept = (1.0, 0.0) if colour else rescale_of(ds, index)
-        stored = np.rint((np.asarray(values, dtype=np.float64) - intercept) / slope)
+        stored = np.rint((np.asarray(values, dtype=np.float64) * scale - intercept) / slope)
         parts.append(np.clip(stored, low, high).astype(dtype).tobytes())
     data = b"".join(parts)
     if len(data) % 2:
