@@ -262,8 +262,13 @@ class OrthancProcess:
             "HttpPort": self.http_port,
             "DicomPort": self.dicom_port,
             "DicomAet": ae_title,
+            # Orthanc 1.10 cannot bind to loopback only: HTTP is limited to local
+            # clients, and DICOM stores only from modalities listed in the config,
+            # checked by AE title and host.
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False,
+            "DicomAlwaysAllowStore": False,
+            "DicomCheckModalityHost": True,
             "SaveJobs": False,
             "Plugins": [str(ORTHANC_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},

@@ -109,7 +109,10 @@ def test_orthanc_lua_to_node_to_orthanc_stow(tmp_path: Path) -> None:
         {
             "StableAge": 1,
             "LuaScripts": [str(LUA)],
-            "DicomModalities": {"cadp": ["CADPNODE", LOOPBACK, node_port]},
+            "DicomModalities": {
+                "cadp": ["CADPNODE", LOOPBACK, node_port],
+                "modality": ["MODALITY", LOOPBACK, free_port()],
+            },
         },
     )
     node = NodeProcess(
