@@ -242,6 +242,7 @@ def _execute(
         for row in book.studies("pending")
     ]
     ledger = Ledger(book, max_attempts)
+    _remove_stale_parts(Path(stored["output"]))
     if jobs:
         if backend == "ray":
             from cadp_med.batch._ray import run_on_ray
@@ -264,4 +265,21 @@ def _execute(
                 stage_factory=pixel_stage_factory,
                 runner=study_runner,
             )
+        # A killed worker can leave the temporary file of an unfinished atomic write.
+        _remove_stale_parts(Path(stored["output"]))
     return BatchSummary(book.path, len(jobs), book.summary())
+
+
+def _remove_stale_parts(out_root: Path) -> None:
+    """Delete temporary files of atomic writes that never finished.
+
+    Done by the driver only, before and after the workers run (never while they
+    write: a sweep inside a study would delete other studies' files in flight).
+    """
+    if not out_root.is_dir():
+        return
+    for part in out_root.rglob(".tmp-*.part"):
+        try:
+            part.unlink()
+        except OSError:
+            logger.warning("a stale temporary file could not be removed")

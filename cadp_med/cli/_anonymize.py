@@ -73,7 +73,9 @@ def _parse_eps(text: str) -> float:
 
 
 def anonymize(
-    study_dir: Path = typer.Argument(..., help="Study folder (any layout) or one DICOM file."),
+    study_dir: Path | None = typer.Argument(
+        None, help="Study folder (any layout) or one DICOM file; with --backend, study folders."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
     pixels: PixelPolicy = typer.Option(
         PixelPolicy.privatize, "--pixels", help="privatize (DP model), keep, or blank."
@@ -123,6 +125,13 @@ def anonymize(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     output_grid: str = typer.Option("original", "--output-grid", help="original or model."),
     output_format: str = typer.Option("dicom", "--format", help="dicom or nifti (NIfTI input)."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="local or ray: a batch of studies (docs/SCALING.md)."
+    ),
+    address: str | None = typer.Option(None, "--address", help="Ray address (ray://... or auto)."),
+    input_list: Path | None = typer.Option(None, "--input-list", help="Study folders, one a line."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Batch manifest file."),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Batch attempts per study."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """De-identify every DICOM instance of STUDY_DIR into OUT.
@@ -176,6 +185,22 @@ def anonymize(
             pixel_stage=pixel_stage,
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
+        if backend is not None or input_list is not None or study_dir is None:
+            from cadp_med.cli._batch import run_batch_command
+
+            run_batch_command(
+                study_dir=study_dir,
+                input_list=input_list,
+                output=output,
+                options=options,
+                key=key,
+                backend=backend or "local",
+                address=address,
+                workers=workers,
+                manifest=manifest,
+                max_attempts=max_attempts,
+                json_output=json_output,
+            )
         with progress_callback("anonymize", quiet=json_output) as progress:
             summary = anonymize_study(
                 study_dir, output, key=key, options=options, progress=progress

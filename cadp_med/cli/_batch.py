@@ -94,11 +94,18 @@ def retry(
     with nothing failed or pending does nothing.
     """
     configure_logging()
-    from cadp_med.batch import retry_batch
+    from cadp_med.batch import Manifest, retry_batch
     from cadp_med.deid import load_key
 
     with usage_errors():
         key = load_key(key_file)
+        factory = None
+        with Manifest(manifest) as book:
+            stored = book.run_config() or {"options": {}}
+        if stored["options"].get("pixels") == "privatize":
+            from cadp_med.batch._stage import factory_from_config
+
+            factory = factory_from_config(stored["options"]["pixel_config"])
         summary = retry_batch(
             manifest,
             key=key,
@@ -106,6 +113,7 @@ def retry(
             workers=workers,
             address=address,
             max_attempts=max_attempts,
+            pixel_stage_factory=factory,
         )
     _report(summary, json_output, "cadp-med batch retry")
 
@@ -138,6 +146,11 @@ def run_batch_command(
         studies = (
             read_input_list(input_list) if input_list is not None else studies_in_folder(study_dir)
         )
+        factory, pixel_config = None, None
+        if options.pixel_stage is not None:
+            from cadp_med.batch._stage import stage_factory
+
+            factory, pixel_config = stage_factory(options.pixel_stage)
         summary = run_batch(
             studies,
             output,
@@ -148,6 +161,8 @@ def run_batch_command(
             address=address,
             manifest=manifest,
             max_attempts=max_attempts,
+            pixel_stage_factory=factory,
+            pixel_config=pixel_config,
         )
     _report(summary, json_output, "cadp-med anonymize (batch)")
 

@@ -120,3 +120,23 @@ def test_cli_status_json_and_retry_noop(tmp_path: Path, study_set: Path, monkeyp
     assert json.loads(result.output)["ran"] == 1
     with Manifest(out / "manifest.sqlite") as book:
         assert [row.attempts for row in book.studies("failed")] == [2]
+
+
+def test_cli_anonymize_backend_local_runs_a_batch_then_noop(
+    tmp_path: Path, study_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CADP_MED_KEY", KEY.decode())
+    out = tmp_path / "out"
+    args = ["anonymize", str(study_set), "-o", str(out), "--pixels", "keep"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--backend", "local", "--workers", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["ran"], data["states"]["done"], data["outputs"]["written"]) == (4, 4, 33)
+    listing = _worklist(tmp_path, study_set, "study-a", "study-b", "study-c", "study-d")
+    again = runner.invoke(
+        app,
+        ["anonymize", "--input-list", str(listing), "-o", str(out), "--pixels", "keep", "--json"],
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["ran"] == 0
