@@ -48,7 +48,8 @@ class ModelConfig:
     Parameters
     ----------
     size
-        Side length of the square input slice, 64 or 128.
+        Side length of the square input slice: 64 or 128 for medical slices; 8, 16 or 32
+        for small benchmark images (digits, Fashion-MNIST) in ``cadp_med.evaluation``.
     channels
         Image channels (1 for grey-scale slices).
     cond_dim
@@ -90,8 +91,8 @@ class ModelConfig:
     cond_injection: CondInjection = "film"
 
     def __post_init__(self) -> None:
-        if self.size not in (64, 128):
-            raise ModelError("size must be 64 or 128")
+        if self.size not in (8, 16, 32, 64, 128):
+            raise ModelError("size must be one of 8, 16, 32, 64 or 128")
         if self.channels < 1 or self.cond_dim < 0:
             raise ModelError("channels must be >= 1 and cond_dim >= 0")
         if not 1 <= self.stages or self.size % (2**self.stages) != 0:
