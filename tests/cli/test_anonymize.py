@@ -85,7 +85,8 @@ def test_key_file_and_ephemeral_key(tmp_path: Path, sample_study, no_key: None) 
 def test_privatize_without_model_is_a_usage_error(
     tmp_path: Path, sample_study, test_key: bytes
 ) -> None:
-    result = run("anonymize", sample_study("ct_small"), "-o", tmp_path / "out")
+    absent = tmp_path / "absent.safetensors"
+    result = run("anonymize", sample_study("ct_small"), "-o", tmp_path / "out", "--model", absent)
     assert result.exit_code == 2
     assert "--pixels keep" in result.output
 
