@@ -32,7 +32,14 @@ import pydicom
 
 
 def real_dicom_files() -> list[Path]:
-    """Every file from the test-data packages that parses as DICOM with pixel-free headers."""
+    """Every file from the test-data packages that is a readable DICOM instance.
+
+    A file counts when pydicom reads it whole (as every tool here does) into a dataset
+    with SOP Class and SOP Instance UIDs. That leaves out, e.g., pydicom-data's
+    ``emri_small_jpeg_2k_lossless_too_short.dcm``: truncated, it reads as an empty dataset
+    (a header-only read stops before the damage and looked fine), and cadp-med's pipeline
+    would quarantine it, not de-identify it.
+    """
     import site
 
     import pydicom.data
@@ -50,8 +57,8 @@ def real_dicom_files() -> list[Path]:
         if path.name == "DICOMDIR" or path.suffix in {".py", ".pyc", ".txt", ".json", ".md"}:
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            if "SOPInstanceUID" in ds:
+            ds = pydicom.dcmread(path, force=True)
+            if "SOPClassUID" in ds and "SOPInstanceUID" in ds:
                 usable.append(path)
         except Exception:  # noqa: BLE001 - a benchmark corpus skips what does not parse
             continue
@@ -97,7 +104,12 @@ def floor_read_write(path: Path, target: Path) -> None:
     ds.save_as(target)
 
 
-def make_cadp(key: bytes) -> Callable[[Path, Path], None]:
+def make_cadp(key: bytes, *, durable: bool = True) -> Callable[[Path, Path], None]:
+    """cadp-med as the pipeline runs it: Basic Profile, pseudonym path, atomic write.
+
+    ``durable`` is write_instance's fsync-before-rename (on by default, as in the
+    pipeline); the other tools and the floor never fsync, so both settings are timed.
+    """
     from cadp_med.deid import Deidentifier, Profile
     from cadp_med.io.write import output_transfer_syntax, write_instance
 
@@ -110,7 +122,13 @@ def make_cadp(key: bytes) -> Callable[[Path, Path], None]:
             getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         )
         syntax = output_transfer_syntax(source_syntax, pixels_unchanged=True)
-        write_instance(result.dataset, target.parent, result.pseudonyms, transfer_syntax=syntax)
+        write_instance(
+            result.dataset,
+            target.parent,
+            result.pseudonyms,
+            transfer_syntax=syntax,
+            durable=durable,
+        )
 
     return process
 
@@ -156,7 +174,9 @@ def make_dicom_anonymizer() -> Callable[[Path, Path], None]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-files", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=3, help="best-of repeats per tool")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats per tool (best and median are reported)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -175,39 +195,50 @@ def main(argv: list[str] | None = None) -> int:
         tools: dict[str, Callable[[], Callable[[Path, Path], None]]] = {
             "pydicom read+write (floor)": lambda: floor_read_write,
             "cadp-med": lambda: make_cadp(b"benchmark-key"),
+            "cadp-med (durable=False)": lambda: make_cadp(b"benchmark-key", durable=False),
             "dicognito": make_dicognito,
             "deid (default recipe)": make_deid,
             "dicom-anonymizer": make_dicom_anonymizer,
         }
-        results = []
+        processes: dict[str, Callable[[Path, Path], None]] = {}
         for name, factory in tools.items():
             try:
-                process = factory()
+                processes[name] = factory()
             except ImportError as exc:
                 print(f"{name}: not installed ({exc.name}); skipped")
-                continue
-            runs = []
-            for repeat in range(args.repeats):
-                out = work / f"out-{len(results)}-{repeat}"
-                runs.append(time_tool(name, process, corpus, out))
+        # Repeats are interleaved (every tool once, then again): on a shared machine a
+        # burst of load then hits all tools alike instead of one tool's every run.
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in processes}
+        for repeat in range(args.repeats):
+            for number, (name, process) in enumerate(processes.items()):
+                out = work / f"out-{number}-{repeat}"
+                runs[name].append(time_tool(name, process, corpus, out))
                 shutil.rmtree(out, ignore_errors=True)
-            best = max(runs, key=lambda r: r["files_per_second"])
-            best["median_files_per_second"] = statistics.median(r["files_per_second"] for r in runs)
+        results = []
+        for tool_runs in runs.values():
+            best = dict(max(tool_runs, key=lambda r: r["files_per_second"]))
+            best["median_files_per_second"] = statistics.median(
+                r["files_per_second"] for r in tool_runs
+            )
+            best["max_failures"] = max(r["failures"] for r in tool_runs)
             results.append(best)
 
     floor = next(r for r in results if r["tool"].startswith("pydicom"))
     by_name = {r["tool"]: r for r in results}
-    print(f"\n{'tool':32} {'files/s':>9} {'median':>9} {'failures':>9} {'vs floor':>9}")
+    print(f"\n{'tool':32} {'best/s':>9} {'median/s':>9} {'failures':>9} {'floor/x':>9}")
     for r in results:
         print(
             f"{r['tool']:32} {r['files_per_second']:9.1f} {r['median_files_per_second']:9.1f} "
-            f"{r['failures']:9d} {r['files_per_second'] / floor['files_per_second']:9.2f}"
+            f"{r['max_failures']:9.0f} {floor['files_per_second'] / r['files_per_second']:9.2f}"
         )
-    if "cadp-med" in by_name and "dicognito" in by_name:
-        ratio = by_name["cadp-med"]["files_per_second"] / by_name["dicognito"]["files_per_second"]
-        print(f"\ncadp-med / dicognito throughput: {ratio:.2f}x (goal >= 2x)")
-        slowdown = floor["files_per_second"] / by_name["cadp-med"]["files_per_second"]
-        print(f"floor / cadp-med: {slowdown:.2f}x (goal <= 1.5x)")
+    for cadp in ("cadp-med", "cadp-med (durable=False)"):
+        if cadp not in by_name or "dicognito" not in by_name:
+            continue
+        print()
+        for key, label in (("files_per_second", "best"), ("median_files_per_second", "median")):
+            ours, theirs = by_name[cadp][key], by_name["dicognito"][key]
+            print(f"{cadp} / dicognito ({label}): {ours / theirs:.2f}x (goal >= 2x)")
+            print(f"floor / {cadp} ({label}): {floor[key] / ours:.2f}x (goal <= 1.5x)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -55,6 +55,9 @@ from cadp_med.deid._values import (
 logger = logging.getLogger(__name__)
 
 PATIENT_ID = 0x00100020
+STUDY_INSTANCE_UID = 0x0020000D
+SOP_INSTANCE_UID = 0x00080018
+INSTANCE_NUMBER = 0x00200013
 PATIENT_NAME = 0x00100010
 TEXT_OBJECT_SEQUENCE = 0x00700008
 TEXT_VALUE = 0x0040A160
@@ -164,18 +167,18 @@ class Deidentifier:
 
     def pseudonyms(self, ds: Dataset) -> Pseudonyms:
         """The pseudonyms ``ds`` will get; cheap, reads only the original header."""
-        study = str(ds.get("StudyInstanceUID", "") or "")
-        patient_id = self._patient_id(str(ds.get("PatientID", "") or ""), study)
+        study = _text(ds, STUDY_INSTANCE_UID)
+        patient_id = self._patient_id(_text(ds, PATIENT_ID), study)
 
         def uid(name: str, anchor: str) -> str:
-            value = str(ds.get(name, "") or "")
+            value = _text(ds, tag_for_keyword(name))
             if not value:
                 # A Type 1 UID is missing: derive a stable keyed one from the instance's
                 # context, so the output stays valid and reruns land in the same place.
                 return self._uid(f"missing-{name}:{anchor}")
             return value if self._plan.retain_uids else self._uid(value)
 
-        sop = str(ds.get("SOPInstanceUID", "") or "")
+        sop = _text(ds, SOP_INSTANCE_UID)
         study_uid = uid("StudyInstanceUID", sop)
         series_uid = uid("SeriesInstanceUID", study or sop)
         return Pseudonyms(
@@ -183,14 +186,14 @@ class Deidentifier:
             patient_name="ANON^" + patient_id,
             study_uid=study_uid,
             series_uid=series_uid,
-            sop_uid=uid("SOPInstanceUID", study + "/" + str(ds.get("InstanceNumber", ""))),
+            sop_uid=uid("SOPInstanceUID", study + "/" + _instance_number(ds)),
         )
 
     # -- the walk -----------------------------------------------------------------------
     def __call__(self, ds: Dataset) -> DeidResult:
         """De-identify ``ds``; returns a new dataset without file meta."""
         pseudo = self.pseudonyms(ds)
-        original_id = str(ds.get("PatientID", "") or "") or str(ds.get("StudyInstanceUID", ""))
+        original_id = _text(ds, PATIENT_ID) or _text(ds, STUDY_INSTANCE_UID)
         state = _Walk(date_shift_days(self._key, original_id), Counter(), [])
         out = self._walk(ds, "", state, content=False, drop_text_objects=False, pseudo=pseudo)
         add_deidentification_marks(
@@ -223,27 +226,37 @@ class Deidentifier:
         pseudo: Pseudonyms,
     ) -> Dataset:
         plan = self._plan
-        out = Dataset()
+        actions = plan.actions
+        counts = state.actions
+        # An item's text is encoded in its parent's character set (PS3.5 7.5.3). Say so,
+        # or pydicom takes the default for the item, sees it differ from the charset the
+        # item was read with, and decodes and re-encodes every element of it on write.
+        out = (
+            Dataset(parent_encoding=src.original_character_set or "iso8859") if path else Dataset()
+        )
         encoding = _inherit_encoding(src, out)
-        for tag in list(src.keys()):
+        # The raw dict, not keys()/__getitem__: no element is decoded before it must be.
+        for key in list(src._dict):  # noqa: SLF001 - pydicom exposes no raw view
+            # A plain int for lookups and comparisons: BaseTag.__eq__ is a Python method,
+            # called on every dict probe and ``==``; the BaseTag key stays for src/out.
+            tag = int(key)
             group, number = tag >> 16, tag & 0xFFFF
-            tag_path = f"{path}({group:04X},{number:04X})"
             if number == 0:
-                state.actions["group-length-removed"] += 1
+                counts["group-length-removed"] += 1
                 continue
             if group & 1:
-                self._private(src, tag, out, state, tag_path)
+                self._private(src, tag, out, state, _tag_path(path, tag))
                 continue
             if 0x5000 <= group <= 0x50FF and not plan.keep_curves:
-                state.actions["X"] += 1
+                counts["X"] += 1
                 continue
             if 0x6000 <= group <= 0x60FF and (not plan.keep_overlays or number == 0x4000):
-                state.actions["X"] += 1
+                counts["X"] += 1
                 continue
-            if plan.actions.get(tag) == "X" and not (content and tag in CONTENT_VALUE_ACTIONS):
-                state.actions["X"] += 1  # removed without decoding the value: cheaper
+            if actions.get(tag) == "X" and not (content and tag in CONTENT_VALUE_ACTIONS):
+                counts["X"] += 1  # removed without decoding the value: cheaper
                 continue
-            raw = src.get_item(tag)
+            raw = src._dict[key]  # noqa: SLF001 - get_item() without its overhead
             if (
                 isinstance(raw, RawDataElement)
                 and (raw.is_implicit_VR, raw.is_little_endian) == encoding
@@ -251,14 +264,15 @@ class Deidentifier:
             ):
                 # Kept as read: no decoding now, and written back byte for byte when the
                 # output keeps the input's encoding (pydicom converts it otherwise).
-                out[tag] = raw
-                state.actions["K"] += 1
+                out._dict[key] = raw  # noqa: SLF001 - __setitem__ would re-check the tag
+                counts["K"] += 1
                 continue
             if drop_text_objects and tag == TEXT_OBJECT_SEQUENCE:
-                state.actions["C"] += 1
+                counts["C"] += 1
                 continue
+            tag_path = _tag_path(path, tag)
             try:
-                elem = src[tag]
+                elem = src[key]
                 vr = elem.VR
                 action = self._action_for(tag, vr, content)
                 new = self._apply(elem, vr, action, tag_path, state, content, pseudo, not path)
@@ -430,6 +444,23 @@ class Deidentifier:
                     f"{tag_path}: private element unreadable ({type(exc).__name__})"
                 )
         state.actions["private-removed"] += 1
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """``str(ds.<keyword> or "")`` by tag: the keyword lookup costs more than the value."""
+    elem = ds.get(tag)
+    return str(elem.value or "") if elem is not None else ""
+
+
+def _instance_number(ds: Dataset) -> str:
+    """``str(ds.get("InstanceNumber", ""))``, by tag; an empty element gives "None"."""
+    elem = ds.get(INSTANCE_NUMBER)
+    return "" if elem is None else str(elem.value)
+
+
+def _tag_path(path: str, tag: int) -> str:
+    """``path`` + ``(gggg,eeee)``: where an element sits, for warnings and item paths."""
+    return f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _inherit_encoding(src: Dataset, out: Dataset) -> tuple[bool, bool] | None:

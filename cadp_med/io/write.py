@@ -8,17 +8,25 @@ is reduced to ``[A-Za-z0-9._-]`` and is checked to stay inside ``OUT``.
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import pydicom
+from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import tag_in_exception
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
 )
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from cadp_med._types import PathLike
 from cadp_med.errors import DeidError
@@ -120,12 +128,225 @@ def _file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     return meta
 
 
+_PIXEL_DATA = 0x7FE00010
+_UNDEFINED = 0xFFFFFFFF
+# String VRs whose values pydicom writes as the text plus one pad byte to an even length,
+# and that pad byte (PS3.5 6.2). PN (its own writer), DS/IS (number objects) and the
+# DA/DT/TM date objects of config.datetime_conversion are not among them.
+_TEXT_PADDING = {
+    "AE": b" ",
+    "AS": b" ",
+    "CS": b" ",
+    "LO": b" ",
+    "LT": b" ",
+    "SH": b" ",
+    "ST": b" ",
+    "UC": b" ",
+    "UI": b"\x00",
+    "UR": b" ",
+    "UT": b" ",
+}
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def _meta_element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of the File Meta group (PS3.10 7.1)."""
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr
+    if vr == b"OB":
+        return head + struct.pack("<HI", 0, len(value)) + value
+    return head + struct.pack("<H", len(value)) + value
+
+
+def _uid_bytes(uid: object) -> bytes:
+    value = str(uid).encode("ascii")
+    return value + b"\x00" if len(value) % 2 else value  # UIs are padded with NUL
+
+
+def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
+    """The File Meta Information group, encoded; what pydicom writes for ``_file_meta``.
+
+    Encoded here because ``dcmwrite`` deep-copies, re-validates and re-encodes the same
+    six elements for every file, which cost more than de-identifying a small header.
+    ``tests/io/test_write.py`` checks the bytes against pydicom's own writer.
+    """
+    version = IMPLEMENTATION_VERSION_NAME.encode("ascii")
+    body = b"".join(
+        (
+            _meta_element(0x00020001, b"OB", b"\x00\x01"),
+            _meta_element(0x00020002, b"UI", _uid_bytes(ds.SOPClassUID)),
+            _meta_element(0x00020003, b"UI", _uid_bytes(ds.SOPInstanceUID)),
+            _meta_element(0x00020010, b"UI", _uid_bytes(transfer_syntax)),
+            _meta_element(0x00020012, b"UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)),
+            _meta_element(0x00020013, b"SH", version + b" " if len(version) % 2 else version),
+        )
+    )
+    return _meta_element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def _needs_dcmwrite(ds: Dataset, syntax: UID) -> bool:
+    """Cases the direct writer leaves to ``dcmwrite`` (its checks and deflation)."""
+    return (
+        syntax == DeflatedExplicitVRLittleEndian
+        or syntax.is_private
+        or not syntax.is_transfer_syntax
+        or any(tag >> 16 in (0, 2) for tag in ds._dict)  # noqa: SLF001 - dcmwrite refuses these
+    )
+
+
+def _set_pixel_data_length_mode(ds: Dataset, syntax: UID) -> None:
+    """Encapsulated Pixel Data has undefined length, native a defined one (PS3.5 A.4).
+
+    What ``dcmwrite`` does, without decoding a raw Pixel Data element that is right already.
+    """
+    elem = ds._dict.get(_PIXEL_DATA)  # noqa: SLF001 - look without converting
+    if elem is None:
+        return
+    undefined = elem.length == 0xFFFFFFFF if elem.is_raw else elem.is_undefined_length
+    if undefined != syntax.is_compressed:
+        ds[_PIXEL_DATA].is_undefined_length = syntax.is_compressed
+
+
+def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_charset: object = "iso8859") -> None:
+    """``pydicom.filewriter.write_dataset`` with shortcuts for kept raw elements.
+
+    When ``ds`` is written in the encoding and character set it was read with, pydicom
+    writes a raw (undecoded) element's value bytes unchanged anyway, but through a
+    per-element buffer and checks that cost more than the rest of the write. Here such an
+    element (explicit VR, defined length, the length field wide enough) is written as
+    header + value directly: the same bytes. Sequences are written here too, so their
+    items get the same shortcut. Everything else, and every dataset in any other case,
+    goes through pydicom. ``tests/io/test_write.py`` checks the bytes against dcmwrite.
+    """
+    same_encoding = (
+        fp.is_implicit_VR is False
+        and ds.original_encoding == (False, fp.is_little_endian)
+        # pydicom's own test for "no re-encoding needed" (filewriter.write_dataset)
+        and ds.original_character_set == ds._character_set  # noqa: SLF001
+    ) or (
+        # Built here (the de-identification marks): nothing raw to re-encode and no
+        # ambiguous VR to resolve, which is all pydicom's other path would do first.
+        fp.is_implicit_VR is False
+        and all(
+            not elem.is_raw and elem.VR is not None and len(elem.VR) == 2
+            for elem in ds._dict.values()  # noqa: SLF001
+        )
+    )
+    if not same_encoding:
+        write_dataset(fp, ds, parent_encoding=parent_charset)  # type: ignore[arg-type]
+        return
+    charset = ds.get("SpecificCharacterSet", parent_charset)  # as write_dataset does
+    order = "<" if fp.is_little_endian else ">"
+    short_head = struct.Struct(order + "HH2sH")
+    long_head = struct.Struct(order + "HH2sHI")
+    elements = ds._dict  # noqa: SLF001 - raw access is the point
+    for tag in sorted(elements):
+        group, number = tag >> 16, tag & 0xFFFF
+        if number == 0 and group > 6:
+            continue  # retired group lengths are not written (PS3.5 7.2), as pydicom does
+        elem = elements[tag]
+        value = elem.value
+        if elem.is_raw:
+            if isinstance(value, bytes) and elem.length != 0xFFFFFFFF:
+                vr = elem.VR
+                if vr in EXPLICIT_VR_LENGTH_16 and len(value) <= 0xFFFF:
+                    fp.write(short_head.pack(group, number, vr.encode(), len(value)))
+                    fp.write(value)
+                    continue
+                if vr in EXPLICIT_VR_LENGTH_32 and vr != "SQ":
+                    fp.write(long_head.pack(group, number, vr.encode(), 0, len(value)))
+                    fp.write(value)
+                    continue
+        elif elem.VR in _TEXT_PADDING:
+            encoded = _ascii_text_bytes(value, _TEXT_PADDING[elem.VR])
+            if encoded is not None and len(encoded) <= 0xFFFF:
+                vr = elem.VR
+                if vr in EXPLICIT_VR_LENGTH_16:
+                    fp.write(short_head.pack(group, number, vr.encode(), len(encoded)))
+                else:
+                    fp.write(long_head.pack(group, number, vr.encode(), 0, len(encoded)))
+                fp.write(encoded)
+                continue
+        elif elem.VR == "SQ" and isinstance(value, DicomSequence):
+            body = _sequence_bytes(fp, value, convert_encodings(charset))
+            undefined = elem.is_undefined_length
+            fp.write(
+                long_head.pack(group, number, b"SQ", 0, _UNDEFINED if undefined else len(body))
+            )
+            fp.write(body)
+            if undefined:
+                fp.write(struct.pack(order + "HHI", 0xFFFE, 0xE0DD, 0))  # sequence delimiter
+            continue
+        with tag_in_exception(tag):
+            write_data_element(fp, ds.get_item(tag), charset)
+
+
+def _ascii_text_bytes(value: object, padding: bytes) -> bytes | None:
+    """A string element's value as pydicom's write_string/write_text encode it, or None.
+
+    Only for plain ASCII ``str`` values (or lists of them): ASCII encodes to the same bytes
+    in every character set DICOM allows (PS3.5 6.1), so no charset logic is needed. The
+    new elements of a de-identified header (pseudonym UIDs, dummies, the method marks)
+    are such values; anything else (PersonName, numbers, dates as objects, non-ASCII
+    text) returns None and is left to pydicom.
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, MultiValue | list) and all(isinstance(v, str) for v in value):
+        text = "\\".join(value)
+    elif value is None:
+        return b""
+    else:
+        return None
+    if not text.isascii():
+        return None
+    encoded = text.encode("ascii")
+    return encoded + padding if len(encoded) % 2 else encoded
+
+
+def _sequence_bytes(fp: DicomBytesIO, items: DicomSequence, charset: list[str]) -> bytes:
+    """The items of a sequence, encoded as pydicom's write_sequence_item encodes them."""
+    order = "<" if fp.is_little_endian else ">"
+    item_head = struct.Struct(order + "HHI")
+    out = DicomBytesIO()
+    for item in items:
+        buffer = DicomBytesIO()
+        buffer.is_implicit_VR, buffer.is_little_endian = fp.is_implicit_VR, fp.is_little_endian
+        _write_dataset(buffer, item, charset)
+        encoded = buffer.getvalue()
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            out.write(item_head.pack(0xFFFE, 0xE000, _UNDEFINED))
+            out.write(encoded)
+            out.write(item_head.pack(0xFFFE, 0xE00D, 0))  # item delimiter
+        else:
+            out.write(item_head.pack(0xFFFE, 0xE000, len(encoded)))
+            out.write(encoded)
+    return out.getvalue()
+
+
+def _write_part10(stream: BinaryIO, ds: Dataset, syntax: UID) -> None:
+    """Preamble, File Meta Information and the dataset in ``syntax``: a Part 10 file.
+
+    Encoded in memory and handed to ``stream`` in one write: pydicom's many small
+    writes to a file object cost more than one copy of the bytes.
+    """
+    meta = _file_meta_bytes(ds, syntax)  # raises before anything is written
+    _set_pixel_data_length_mode(ds, syntax)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = syntax.is_implicit_VR
+    fp.is_little_endian = syntax.is_little_endian
+    fp.write(_PREAMBLE)
+    fp.write(meta)
+    _write_dataset(fp, ds)
+    stream.write(fp.getvalue())
+
+
 def write_instance(
     ds: Dataset,
     out_root: PathLike,
     pseudonyms: PseudonymPath,
     *,
     transfer_syntax: str = ExplicitVRLittleEndian,
+    durable: bool = True,
 ) -> Path:
     """Write ``ds`` with new File Meta Information, atomically.
 
@@ -139,6 +360,9 @@ def write_instance(
         Pseudonyms of the instance; they alone name the output path.
     transfer_syntax : str, default explicit VR little endian
         See :func:`output_transfer_syntax`.
+    durable : bool, default True
+        fsync the file before it is renamed into place (see
+        :func:`cadp_med.io._atomic.atomic_write`). The write is atomic either way.
 
     Returns
     -------
@@ -148,20 +372,31 @@ def write_instance(
     target = output_path(out_root, pseudonyms)
     target.parent.mkdir(parents=True, exist_ok=True)
     syntax = UID(transfer_syntax)
-    meta = _file_meta(ds, syntax)
-    # Write a shallow copy so the caller's dataset keeps its own file_meta.
+    # A shallow copy (pydicom shares the element dict) so the caller's dataset keeps its
+    # own file_meta and encoding flags.
     to_write = pydicom.Dataset(ds)
-    to_write.file_meta = meta
-    to_write.preamble = b"\x00" * 128
+    # Dataset(ds) forgets the encoding ``ds`` was read (or built) with. Carry it over:
+    # when it equals the output's, pydicom writes undecoded (raw) elements byte for byte
+    # instead of decoding and re-encoding every one of them.
+    implicit, little = ds.original_encoding
+    to_write.set_original_encoding(implicit, little, ds.original_character_set)
 
-    def write(stream):  # type: ignore[no-untyped-def]
-        pydicom.dcmwrite(
-            stream,
-            to_write,
-            enforce_file_format=True,
-            implicit_vr=syntax.is_implicit_VR,
-            little_endian=syntax.is_little_endian,
-        )
+    if _needs_dcmwrite(to_write, syntax):
+        to_write.file_meta = _file_meta(ds, syntax)
+        to_write.preamble = b"\x00" * 128
 
-    atomic_write(target, write)
+        def write(stream: BinaryIO) -> None:
+            pydicom.dcmwrite(
+                stream,
+                to_write,
+                enforce_file_format=True,
+                implicit_vr=syntax.is_implicit_VR,
+                little_endian=syntax.is_little_endian,
+            )
+    else:
+
+        def write(stream: BinaryIO) -> None:
+            _write_part10(stream, to_write, syntax)
+
+    atomic_write(target, write, durable=durable)
     return target
