@@ -97,6 +97,9 @@ class PixelOptions:
             raise ConfigError("clip must be a finite number > 0")
         if self.seed is not None and self.seed < 0:
             raise ConfigError("seed must be a non-negative integer")
+        if self.output_format != "dicom":
+            # NIfTI input and output are not implemented yet: refuse rather than ignore.
+            raise ConfigError("--format nifti is not available yet; only dicom is written")
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
 
