@@ -270,6 +270,17 @@ class Deidentifier:
             if drop_text_objects and tag == TEXT_OBJECT_SEQUENCE:
                 counts["C"] += 1
                 continue
+            if isinstance(raw, RawDataElement) and _raw_vr(tag, raw) == "UI":
+                action = self._action_for(tag, "UI", content)
+                if (
+                    action in ("U", "D", "CLEAN")
+                    and isinstance(raw.value, bytes)
+                    and raw.length != 0xFFFFFFFF
+                ):
+                    # The commonest replacement, done on the bytes: pydicom's decoding,
+                    # validation and MultiValue building cost more than the keyed hash.
+                    out.add(self._replace_raw_uids(tag, raw.value, state))
+                    continue
             tag_path = _tag_path(path, tag)
             try:
                 elem = src[key]
@@ -292,10 +303,7 @@ class Deidentifier:
             return False
         if content and tag in CONTENT_VALUE_ACTIONS:
             return False
-        vr = raw.VR
-        if vr is None or vr == "UN":
-            entry = DicomDictionary.get(tag)
-            vr = entry[0] if entry else None
+        vr = _raw_vr(tag, raw)
         return vr is not None and len(vr) == 2 and vr not in _DECODE_VRS
 
     def _action_for(self, tag: int, vr: str, content: bool) -> str:
@@ -396,6 +404,18 @@ class Deidentifier:
             return DataElement(elem.tag, "UI", [one(v) for v in value])
         return DataElement(elem.tag, "UI", one(value))
 
+    def _replace_raw_uids(self, tag: int, encoded: bytes, state: _Walk) -> DataElement:
+        """:meth:`_replace_uids` on an undecoded UI value; decoded as pydicom's convert_UI."""
+        text = encoded.decode("latin-1").rstrip("\x00 ")
+        new = []
+        for uid in text.split("\\"):
+            uid = uid.strip("\x00 ")
+            if uid and not is_registered_uid(uid):
+                state.actions["U"] += 1
+                uid = self._uid(uid)
+            new.append(uid)
+        return DataElement(tag, "UI", new if len(new) > 1 else new[0])
+
     def _date(
         self, elem: DataElement, vr: str, action: str, tag_path: str, state: _Walk
     ) -> DataElement:
@@ -444,6 +464,15 @@ class Deidentifier:
                     f"{tag_path}: private element unreadable ({type(exc).__name__})"
                 )
         state.actions["private-removed"] += 1
+
+
+def _raw_vr(tag: int, raw: RawDataElement) -> str | None:
+    """The VR a raw element decodes as: its own, or the dictionary's when implicit or UN."""
+    vr = raw.VR
+    if vr is None or vr == "UN":
+        entry = DicomDictionary.get(tag)
+        vr = entry[0] if entry else None
+    return vr
 
 
 def _text(ds: Dataset, tag: int) -> str:
