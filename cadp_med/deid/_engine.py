@@ -279,7 +279,7 @@ class Deidentifier:
                 ):
                     # The commonest replacement, done on the bytes: pydicom's decoding,
                     # validation and MultiValue building cost more than the keyed hash.
-                    out.add(self._replace_raw_uids(tag, raw.value, state))
+                    _put(out, self._replace_raw_uids(tag, raw.value, state))
                     continue
             tag_path = _tag_path(path, tag)
             try:
@@ -294,7 +294,7 @@ class Deidentifier:
                 state.actions["X"] += 1
                 continue
             if new is not None:
-                out.add(new)
+                _put(out, new)
         return out
 
     def _keeps_undecoded(self, tag: int, raw: RawDataElement, content: bool) -> bool:
@@ -464,6 +464,19 @@ class Deidentifier:
                     f"{tag_path}: private element unreadable ({type(exc).__name__})"
                 )
         state.actions["private-removed"] += 1
+
+
+def _put(out: Dataset, elem: DataElement) -> None:
+    """``out.add(elem)`` for the walk's public, non-sequence elements, minus its checks.
+
+    Dataset.__setitem__ re-derives the tag, looks for a private creator and resets pixel
+    caches; none applies to a fresh dataset and a standard element. Sequences and
+    private elements still go through it.
+    """
+    if elem.VR == "SQ" or elem.tag & 0x10000:
+        out.add(elem)
+    else:
+        out._dict[elem.tag] = elem  # noqa: SLF001
 
 
 def _raw_vr(tag: int, raw: RawDataElement) -> str | None:
