@@ -64,6 +64,7 @@ def _model_and_data(
     train_epochs: int,
     seed: int,
     device: str,
+    progress: bool,
 ) -> tuple[Any, dict[str, Any], Any]:
     """Load (or, for digits / Fashion-MNIST without a model file, train) the cINN."""
     from cadp_med.evaluation import load_eval_data, train_eval_model
@@ -84,7 +85,9 @@ def _model_and_data(
     if model_path is None:
         raise ConfigError("--model is required (a missing file is trained and written there)")
     data = load_eval_data(data_spec, seed=seed)
-    train_eval_model(data, model_path, epochs=train_epochs, seed=seed, device=device)
+    train_eval_model(
+        data, model_path, epochs=train_epochs, seed=seed, device=device, progress=progress
+    )
     model, card = load_model(model_path, device=device)
     return model, card, data
 
@@ -177,7 +180,13 @@ def evaluate(
             dpsgd=dpsgd,
         )
         net, card, dataset = _model_and_data(
-            model, data, target=target, train_epochs=train_epochs, seed=seed, device=device
+            model,
+            data,
+            target=target,
+            train_epochs=train_epochs,
+            seed=seed,
+            device=device,
+            progress=not json_output,
         )
         with _progress(steps(settings), not json_output) as step:
             report = run_evaluation(net, card, dataset, settings, progress=step)
