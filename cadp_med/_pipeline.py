@@ -68,6 +68,9 @@ class AnonymizeOptions:
     pixel_stage : callable, optional
         ``stage(original_dataset, deid_result) -> Dataset``; needed by
         ``pixels="privatize"``.
+    nifti : cadp_med.nifti.NiftiOptions, optional
+        Modality, patient and output format of ``.nii``/``.nii.gz`` input (defaults
+        when None).
     """
 
     profile: Any = field(default_factory=_default_profile)
@@ -78,6 +81,7 @@ class AnonymizeOptions:
     export_mapping_csv: Path | None = None
     workers: int = 1
     pixel_stage: object | None = None
+    nifti: Any = None
 
     def __post_init__(self) -> None:
         if self.pixels not in _PIXEL_MODES:
@@ -391,18 +395,33 @@ def anonymize_study(
 
         recorder = MappingRecorder()
     paths = [item.path for item in discovery.files]
+    from cadp_med.nifti import split_nifti
+
+    volumes, skipped_files = split_nifti(discovery.skipped)
     uid_map, method_codes = _pixel_setup(options, key, paths, uid_map)
     config = _JobConfig(options, key, out_root, uid_map, patient_id_map, method_codes)
     reasons: Counter[str] = Counter()
     groups: dict[str, set[Any]] = {"patients": set(), "studies": set(), "series": set()}
     with AuditLog(summary.audit_log) as audit:
-        for skipped in discovery.skipped:
+        for skipped in skipped_files:
             summary.non_dicom += 1
             audit.record(skipped.path, audit_status.SKIPPED_NON_DICOM, reason=skipped.reason)
         for done, outcome in enumerate(_outcomes(config, paths, recorder), start=1):
             _finish(outcome, out_root, quarantine, audit, summary, reasons, groups)
             if progress is not None:
                 progress(done, len(paths))
+        if volumes:
+            from cadp_med.nifti import anonymize_volumes
+
+            for volume in anonymize_volumes(
+                volumes,
+                input_root=input_root,
+                output=out_root,
+                key=key,
+                options=options,
+                audit=audit,
+            ):
+                _count_volume(volume, quarantine, audit, summary, reasons, groups)
     if recorder is not None:
         recorder.write_csv(options.export_mapping_csv)
     summary.quarantine_reasons = dict(reasons)
@@ -463,3 +482,26 @@ def _finish(
         actions=outcome.actions,
         warnings=outcome.warnings,
     )
+
+
+def _count_volume(
+    volume: Any,
+    quarantine: Quarantine,
+    audit: AuditLog,
+    summary: RunSummary,
+    reasons: Counter[str],
+    groups: dict[str, set[Any]],
+) -> None:
+    """Count one NIfTI volume (``cadp_med.nifti`` wrote and audited its outputs)."""
+    if volume.status == audit_status.QUARANTINED:
+        summary.quarantined += 1
+        reasons[volume.reason or "unknown"] += 1
+        quarantine.put(volume.path, volume.reason or "unknown")
+        audit.record(volume.path, volume.status, reason=volume.reason)
+        return
+    summary.written += volume.written
+    summary.skipped_done += volume.skipped_done
+    summary.warnings += volume.warnings
+    groups["patients"].add(volume.patient_id)
+    groups["studies"].add(volume.study_uid)
+    groups["series"].add(volume.series_uid)

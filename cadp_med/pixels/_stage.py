@@ -88,6 +88,26 @@ class PixelStage:
             key, self.index.image_series(), imported, retain_uids=retain_uids
         )
 
+    def add_series(self, series_uid: str, study_uid: str, positions: list[float]) -> None:
+        """Index a series that has no DICOM files to pre-read (the slices of a NIfTI volume).
+
+        ``positions`` are the slices' positions along the normal; ``slice_pos`` and a
+        study budget count them as the pre-pass counts the instances of a DICOM series.
+        """
+        from cadp_med.pixels._prepass import SeriesInfo
+
+        info = SeriesInfo(study_uid=study_uid, positions=list(positions), has_images=True)
+        info.n_slices = len(positions)
+        self.index.series[series_uid] = info
+        self.index.study_slices[study_uid] = (
+            self.index.study_slices.get(study_uid, 0) + info.n_slices
+        )
+
+    def set_window(self, series_uid: str, samples: np.ndarray, modality: str | None) -> None:
+        """Fit the intensity window of a series from ``samples`` of all its voxels."""
+        self._load()
+        self._windows[series_uid] = self._normalizer.fit(samples, modality=modality)
+
     def _mechanism(self, card: dict[str, Any]) -> Any:
         from cadp_med.privacy import MechanismConfig
 
