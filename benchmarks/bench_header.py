@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -114,17 +115,26 @@ def make_cadp(key: bytes, *, durable: bool = True) -> Callable[[Path, Path], Non
     from cadp_med.io.write import output_transfer_syntax, write_instance
 
     deidentifier = Deidentifier(Profile(), key)
+    # The corpus repeats instances (the round-robin copies, and the test packages ship
+    # some instances in several encodings), and cadp-med names each output after its
+    # instance's pseudonyms. The n-th occurrence of an instance goes under its own root,
+    # so every output is a new file, as for the other tools, not a rename over an earlier
+    # output (which costs more, and which a real batch of distinct instances never does).
+    occurrences: Counter[tuple[Path, str]] = Counter()
 
     def process(path: Path, target: Path) -> None:
         ds = pydicom.dcmread(path, force=True)
         result = deidentifier(ds)
+        instance = (target.parent, result.pseudonyms.sop_uid)
+        out_root = target.parent / f"occurrence-{occurrences[instance]}"
+        occurrences[instance] += 1
         source_syntax = (
             getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
         )
         syntax = output_transfer_syntax(source_syntax, pixels_unchanged=True)
         write_instance(
             result.dataset,
-            target.parent,
+            out_root,
             result.pseudonyms,
             transfer_syntax=syntax,
             durable=durable,
