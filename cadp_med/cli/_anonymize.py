@@ -125,6 +125,12 @@ def anonymize(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     output_grid: str = typer.Option("original", "--output-grid", help="original or model."),
     output_format: str = typer.Option("dicom", "--format", help="dicom or nifti (NIfTI input)."),
+    modality: str | None = typer.Option(
+        None, "--modality", help="MR or CT for NIfTI input (default: sidecar, else MR)."
+    ),
+    patient_id: str | None = typer.Option(
+        None, "--patient-id", help="Patient of every NIfTI volume (its pseudonym is used)."
+    ),
     backend: str | None = typer.Option(
         None, "--backend", help="local or ray: a batch of studies (docs/SCALING.md)."
     ),
@@ -134,13 +140,17 @@ def anonymize(
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Batch attempts per study."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """De-identify every DICOM instance of STUDY_DIR into OUT.
+    """De-identify every DICOM instance and NIfTI volume of STUDY_DIR into OUT.
+
+    NIfTI volumes (.nii, .nii.gz, BIDS sidecar <stem>.json) become a DICOM series, or
+    NIfTI again with --format nifti; DICOM input is always written as DICOM.
 
     Exit status: 0 all written, 1 some files quarantined, 2 usage error.
     """
     configure_logging()
     from cadp_med._pipeline import AnonymizeOptions, anonymize_study
     from cadp_med.deid import load_key
+    from cadp_med.nifti import NiftiOptions
 
     with usage_errors():
         flags = {
@@ -171,7 +181,6 @@ def anonymize(
                     seed=seed,
                     device=device,
                     output_grid=output_grid,
-                    output_format=output_format,
                 )
             )
         options = AnonymizeOptions(
@@ -183,6 +192,11 @@ def anonymize(
             export_mapping_csv=export_mapping,
             workers=workers,
             pixel_stage=pixel_stage,
+            nifti=NiftiOptions(
+                modality=modality.upper() if modality else None,
+                patient_id=patient_id,
+                output_format=output_format,
+            ),
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
         if backend is not None or input_list is not None or study_dir is None:
