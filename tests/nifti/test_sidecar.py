@@ -52,7 +52,9 @@ def test_patient_characteristics_only_under_the_retain_option() -> None:
 
 
 def test_nested_objects_are_cleaned() -> None:
-    cleaned, removed = clean_sidecar({"Dicom": {"PatientID": "x", "EchoTime": 1}, "L": [{"StudyDate": "x"}]})
+    cleaned, removed = clean_sidecar(
+        {"Dicom": {"PatientID": "x", "EchoTime": 1}, "L": [{"StudyDate": "x"}]}
+    )
     assert cleaned == {"Dicom": {"EchoTime": 1}, "L": [{}]}
     assert removed == 2
 
