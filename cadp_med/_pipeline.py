@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
+from cadp_med.io._atomic import remove_stale_parts
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
 from cadp_med.io.pixel_policy import apply_pixel_policy
@@ -289,15 +290,6 @@ def _load_maps(options: AnonymizeOptions) -> tuple[Any, Any]:
     return read_mapping_csv(options.uid_map_csv)
 
 
-def _remove_stale_parts(out_root: Path) -> None:
-    """Delete temporary files a killed run left behind (atomic writes never finished)."""
-    for part in out_root.rglob(".tmp-*.part"):
-        try:
-            part.unlink()
-        except OSError:
-            logger.warning("a stale temporary file could not be removed")
-
-
 def _pixel_setup(
     options: AnonymizeOptions, key: bytes, paths: list[Path], uid_map: Any
 ) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -381,7 +373,8 @@ def anonymize_study(
 
     discovery = scan(input_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(out_root)
+    # Only dead processes' parts: concurrent studies may be writing into this folder.
+    remove_stale_parts(out_root)
     summary = RunSummary(
         files_seen=len(discovery.files) + len(discovery.skipped),
         output=out_root,

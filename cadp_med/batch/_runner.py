@@ -33,6 +33,7 @@ from cadp_med.batch._study import (
 )
 from cadp_med.batch.manifest import MANIFEST_NAME, Manifest
 from cadp_med.errors import ConfigError
+from cadp_med.io._atomic import remove_stale_parts
 
 __all__ = ["BatchSummary", "Ledger", "retry_batch", "run_batch"]
 
@@ -242,7 +243,7 @@ def _execute(
         for row in book.studies("pending")
     ]
     ledger = Ledger(book, max_attempts)
-    _remove_stale_parts(Path(stored["output"]))
+    remove_stale_parts(Path(stored["output"]))
     if jobs:
         if backend == "ray":
             from cadp_med.batch._ray import run_on_ray
@@ -266,20 +267,5 @@ def _execute(
                 runner=study_runner,
             )
         # A killed worker can leave the temporary file of an unfinished atomic write.
-        _remove_stale_parts(Path(stored["output"]))
+        remove_stale_parts(Path(stored["output"]))
     return BatchSummary(book.path, len(jobs), book.summary())
-
-
-def _remove_stale_parts(out_root: Path) -> None:
-    """Delete temporary files of atomic writes that never finished.
-
-    Done by the driver only, before and after the workers run (never while they
-    write: a sweep inside a study would delete other studies' files in flight).
-    """
-    if not out_root.is_dir():
-        return
-    for part in out_root.rglob(".tmp-*.part"):
-        try:
-            part.unlink()
-        except OSError:
-            logger.warning("a stale temporary file could not be removed")
