@@ -130,17 +130,20 @@ def _file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
 
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
-# String VRs whose values pydicom writes as the text plus one pad byte to an even length,
-# and that pad byte (PS3.5 6.2). PN (its own writer), DS/IS (number objects) and the
-# DA/DT/TM date objects of config.datetime_conversion are not among them.
+# String VRs whose ``str`` values pydicom writes as the text plus one pad byte to an even
+# length (write_string, write_text, write_UI; write_DA/DT/TM for str values), and that pad
+# byte (PS3.5 6.2). PN (its own writer) and DS/IS (number objects) are not among them.
 _TEXT_PADDING = {
     "AE": b" ",
     "AS": b" ",
     "CS": b" ",
+    "DA": b" ",
+    "DT": b" ",
     "LO": b" ",
     "LT": b" ",
     "SH": b" ",
     "ST": b" ",
+    "TM": b" ",
     "UC": b" ",
     "UI": b"\x00",
     "UR": b" ",
