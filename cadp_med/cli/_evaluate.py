@@ -211,7 +211,5 @@ def _finish(report: dict[str, Any], json_output: bool, output: Path, *, categori
         return
     typer.echo(markdown_table(body))
     turn = body["turning_point"]
-    typer.echo(
-        f"linkage top-1 > 50% from eps = {turn['pixel'] or 'never'} (pixel), "
-        f"{turn['latent'] or 'never'} (latent); report in {output}"
-    )
+    where = ", ".join(f"{turn[a] or 'never'} ({a})" for a in turn)
+    typer.echo(f"linkage top-1 > 50% from eps = {where}; report in {output}")

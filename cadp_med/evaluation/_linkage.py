@@ -13,7 +13,11 @@ mechanism protects.  Two attackers score every candidate:
     the attacker owns the model: encode the privatized image and every candidate with the
     released condition and compare on the released subspace (negative L2 distance, the
     candidates clipped exactly as the mechanism clips).  Outside that subspace a release
-    holds fresh N(0, 1) noise, so the released subspace is all there is to compare.
+    holds fresh N(0, 1) noise, so the released subspace is all there is to compare;
+``learned``
+    the attacker can privatize images of their own (the model and the mechanism are
+    public), so they learn a ridge map from privatized to original pixels on pairs that
+    exclude every query and its candidates, then match the mapped image by NCC.
 """
 
 from __future__ import annotations
@@ -107,6 +111,44 @@ def pixel_scores(
     return ncc_scores(queries, cands)
 
 
+def learned_scores(
+    private: np.ndarray,
+    originals: np.ndarray,
+    sets: CandidateSets,
+    native: int,
+    *,
+    max_pairs: int = 5_000,
+    seed: int = 0,
+) -> np.ndarray:
+    """NCC after a ridge map privatized -> original, fitted away from the attacked images.
+
+    Parameters
+    ----------
+    private, originals
+        ``[N, 1, S, S]`` privatized images and their originals (row-aligned).
+    sets
+        The candidate sets; no query or candidate is used to fit the map.
+    """
+    from sklearn.linear_model import Ridge
+
+    from cadp_med.evaluation._data import crop_to
+
+    n = len(private)
+    held = np.zeros(n, dtype=bool)
+    held[sets.members.ravel()] = True
+    train = np.flatnonzero(~held)
+    if len(train) > max_pairs:
+        train = np.sort(np.random.default_rng(seed).choice(train, max_pairs, replace=False))
+    flat_priv = crop_to(private, native).reshape(n, -1)
+    flat_orig = crop_to(originals, native).reshape(n, -1)
+    if len(train) < 2:
+        mapped = flat_priv[sets.queries]
+    else:
+        ridge = Ridge(alpha=1.0).fit(flat_priv[train], flat_orig[train])
+        mapped = ridge.predict(flat_priv[sets.queries])
+    return ncc_scores(mapped, flat_orig[sets.members])
+
+
 def latent_scores(
     private_latents: np.ndarray,
     candidate_latents: np.ndarray,
@@ -137,6 +179,7 @@ __all__ = [
     "attack_summary",
     "draw_candidates",
     "latent_scores",
+    "learned_scores",
     "pixel_scores",
     "verification_auc",
 ]

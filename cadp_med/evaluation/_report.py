@@ -28,32 +28,41 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _attackers(report: dict[str, Any]) -> list[str]:
+    return list(report["results"][0]["linkage"]) if report["results"] else []
+
+
 def markdown_table(report: dict[str, Any]) -> str:
-    """One row per epsilon: utility, linkage (top-1 / top-5 / AUC) and fidelity."""
+    """One row per epsilon: utility, linkage per attacker (top-1 / top-5 / AUC), fidelity."""
     attack = report["attack"]
-    lines = [
-        "| eps | p/o acc % | o/o acc % | DP-SGD acc % | pixel top-1 % | pixel top-5 % "
-        "| pixel AUC | latent top-1 % | latent top-5 % | latent AUC | SSIM | PSNR dB | MAD |",
-        "|" + "---|" * 13,
-    ]
+    attackers = _attackers(report)
+    head = ["eps", "p/o acc %", "o/o acc %", "DP-SGD acc %"]
+    for name in attackers:
+        head += [f"{name} top-1 %", f"{name} top-5 %", f"{name} AUC"]
+    head += ["SSIM", "PSNR dB", "MAD"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     oo = report["utility_protocol"]["oo_accuracy"]
     for row in report["results"]:
         link, fid, util = row["linkage"], row["fidelity"], row["utility"]
-        eps = row["epsilon"] + ("" if row["dp"] else " (not DP)")
-        lines.append(
-            f"| {eps} | {_pct(util['po_accuracy'])} | {_pct(oo)} "
-            f"| {_pct(util['dpsgd']['accuracy'])} "
-            f"| {_pct(link['pixel']['top1'])} | {_pct(link['pixel']['top5'])} "
-            f"| {link['pixel']['auc']:.3f} "
-            f"| {_pct(link['latent']['top1'])} | {_pct(link['latent']['top5'])} "
-            f"| {link['latent']['auc']:.3f} "
-            f"| {fid['ssim']:.3f} | {fid['psnr']:.1f} | {fid['mad']:.3f} |"
-        )
-    lines.append(
-        f"| chance | | | | {_pct(attack['chance_top1'])} | {_pct(attack['chance_top5'])} "
-        "| 0.500 | " + f"{_pct(attack['chance_top1'])} | {_pct(attack['chance_top5'])} "
-        "| 0.500 | | | |"
-    )
+        cells = [
+            row["epsilon"] + ("" if row["dp"] else " (not DP)"),
+            _pct(util["po_accuracy"]),
+            _pct(oo),
+            _pct(util["dpsgd"]["accuracy"]),
+        ]
+        for name in attackers:
+            auc = link[name]["auc"]
+            cells += [
+                _pct(link[name]["top1"]),
+                _pct(link[name]["top5"]),
+                "n/a" if auc is None or not math.isfinite(auc) else f"{auc:.3f}",
+            ]
+        cells += [f"{fid['ssim']:.3f}", f"{fid['psnr']:.1f}", f"{fid['mad']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    chance = ["chance", "", "", ""]
+    for _ in attackers:
+        chance += [_pct(attack["chance_top1"]), _pct(attack["chance_top5"]), "0.500"]
+    lines.append("| " + " | ".join(chance + ["", "", ""]) + " |")
     return "\n".join(lines)
 
 
@@ -76,8 +85,8 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"{report['utility_protocol']['dpsgd']}",
             f"- linkage: {attack['queries']} privatized images, {attack['candidates']} "
             f"same-condition candidates each ({attack['candidate_rule']})",
-            f"- linkage top-1 first exceeds 50% at eps = {turn['pixel'] or 'never'} (pixel "
-            f"NCC), {turn['latent'] or 'never'} (model latent)",
+            "- linkage top-1 first exceeds 50% at eps = "
+            + ", ".join(f"{turn[a] or 'never'} ({a})" for a in turn),
             "",
             markdown_table(report),
             "",
@@ -117,7 +126,7 @@ def _plots(report: dict[str, Any], examples: dict[str, np.ndarray], out: Path) -
     plt.close(fig)
 
     fig, ax = axes("Linkage attack", "top-1 accuracy")
-    for attacker in ("pixel", "latent"):
+    for attacker in _attackers(report):
         ax.plot(xs, [r["linkage"][attacker]["top1"] for r in rows], "o-", label=attacker)
     ax.axhline(report["attack"]["chance_top1"], color="k", ls=":", label="chance")
     ax.set_ylim(0, 1)

@@ -22,6 +22,7 @@ from cadp_med.evaluation._linkage import (
     attack_summary,
     draw_candidates,
     latent_scores,
+    learned_scores,
     pixel_scores,
 )
 from cadp_med.evaluation._metrics import mean_abs_diff, psnr, ssim
@@ -34,6 +35,7 @@ from cadp_med.evaluation._privatize import (
 from cadp_med.privacy import MechanismConfig
 
 Progress = Callable[[str], None]
+ATTACKERS = ("pixel", "latent", "learned")
 
 
 @dataclass(frozen=True)
@@ -201,8 +203,12 @@ def run_evaluation(
             "latent": attack_summary(
                 latent_scores(q_latents, cand_latents, release, clip, p_norm), sets
             ),
+            "learned": attack_summary(
+                learned_scores(x_priv, x_tr, sets, native, seed=seed + 3), sets
+            ),
         }
-        progress(f"eps={label}: linkage top-1 {linkage['latent']['top1']:.3f}")
+        best = max(linkage[a]["top1"] for a in ATTACKERS)
+        progress(f"eps={label}: best linkage top-1 {best:.3f}")
         results.append(
             {
                 "epsilon": label,
@@ -256,9 +262,7 @@ def run_evaluation(
             "candidate_rule": "same condition group; true source plus K-1 random others",
         },
         "results": results,
-        "turning_point": {
-            attacker: turning_point(results, attacker) for attacker in ("pixel", "latent")
-        },
+        "turning_point": {attacker: turning_point(results, attacker) for attacker in ATTACKERS},
         "settings": {"seed": seed, "device": str(device), "torch_threads": torch.get_num_threads()},
         # Image arrays for the example figure; write_report drops them from the JSON.
         "_examples": examples,
@@ -273,4 +277,4 @@ def turning_point(results: Sequence[dict[str, Any]], attacker: str) -> str | Non
     return min(hits, key=lambda label: math.inf if label == "inf" else float(label))
 
 
-__all__ = ["EvalSettings", "eps_label", "run_evaluation", "steps", "turning_point"]
+__all__ = ["ATTACKERS", "EvalSettings", "eps_label", "run_evaluation", "steps", "turning_point"]

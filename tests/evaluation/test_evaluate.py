@@ -71,7 +71,7 @@ def test_linkage_falls_to_chance(digits_run: tuple[Path, dict[str, Any], str]) -
     assert _row(report, "inf")["linkage"]["latent"]["top1"] >= 4 * chance
     assert _row(report, "inf")["linkage"]["latent"]["auc"] > 0.8
     for eps in ("0.5", "1"):
-        for attacker in ("pixel", "latent"):
+        for attacker in ("pixel", "latent", "learned"):
             assert _row(report, eps)["linkage"][attacker]["top1"] <= 2 * chance
 
 
@@ -95,12 +95,13 @@ def test_report_files_and_schema(digits_run: tuple[Path, dict[str, Any], str]) -
         2 * report["mechanism"]["clip"] / 0.5
     )
     for row in report["results"]:
-        for attacker in ("pixel", "latent"):
+        for attacker in ("pixel", "latent", "learned"):
             assert set(row["linkage"][attacker]) == {"top1", "top5", "auc"}
             assert 0.0 <= row["linkage"][attacker]["top1"] <= row["linkage"][attacker]["top5"]
     markdown = (out / "report.md").read_text()
     table = [line for line in markdown.splitlines() if line.startswith("|")]
     assert table[0].startswith("| eps | p/o acc %") and len(table) == 2 + 3 + 1
+    assert all(line.count("|") == 17 for line in table)  # 16 columns: 4 + 3 x 3 + 3
     assert "inf (not DP)" in markdown
     for name in PLOTS:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

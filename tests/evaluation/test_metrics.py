@@ -84,3 +84,20 @@ def test_auc_of_a_perfect_and_a_reversed_score() -> None:
 def test_ncc_is_invariant_to_brightness_and_contrast(images: np.ndarray) -> None:
     scores = ncc_scores(images[:1], (0.5 * images[:1] + 0.2)[:, None])
     np.testing.assert_allclose(scores, 1.0)
+
+
+def test_learned_attacker_never_fits_on_attacked_images() -> None:
+    from cadp_med.evaluation._linkage import learned_scores
+
+    rng = np.random.default_rng(0)
+    originals = rng.random((200, 1, 8, 8))
+    sets = draw_candidates(np.zeros(200, dtype=np.int64), n_queries=10, k=5, seed=1)
+    # A release that is a fixed linear distortion of the original: the map is learnable
+    # from the other images, so the learned attacker links every query.
+    private = originals[:, :, ::-1, :] * 0.5 + 0.25
+    scores = learned_scores(private, originals, sets, native=8)
+    assert attack_summary(scores, sets)["top1"] == 1.0
+    # Pure noise releases carry nothing: no better than chance on average.
+    noise = rng.random((200, 1, 8, 8))
+    sets_big = draw_candidates(np.zeros(200, dtype=np.int64), n_queries=40, k=5, seed=2)
+    assert attack_summary(learned_scores(noise, originals, sets_big, 8), sets_big)["top1"] < 0.5
