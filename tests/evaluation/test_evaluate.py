@@ -160,3 +160,27 @@ def test_categorical_experiment(tmp_path: Path) -> None:
     for label in ("1", "inf"):
         assert (tmp_path / f"categorical_eps{label}.png").stat().st_size > 1000
     assert json.loads((tmp_path / "categorical.json").read_text())["results"][0]["epsilon"] == "1"
+
+
+def test_gaussian_mechanism_uses_l2_clip_and_delta_one_over_n(
+    tmp_path: Path, digits_run: tuple[Path, dict[str, Any], str]
+) -> None:
+    from cadp_med.privacy import analytic_gaussian_sigma
+
+    out, _, _ = digits_run
+    model = out.parent / "digits.safetensors"
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate", "--model", str(model), "--data", "digits", "--eps", "1",
+            "--mechanism", "gaussian", "--no-dpsgd", "--classifier-epochs", "1",
+            "--queries", "50", "--device", "cpu", "--json", "-o", str(tmp_path / "g"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    mech = report["mechanism"]
+    assert mech["kind"] == "gaussian" and mech["clip_norm"] == "L2"
+    assert mech["delta"] == pytest.approx(1 / report["data"]["n_train"])
+    sigma = analytic_gaussian_sigma(1.0, mech["delta"], 2 * mech["clip"])
+    assert report["results"][0]["noise_scale"] == pytest.approx(sigma)
