@@ -16,8 +16,10 @@ mechanism protects.  Two attackers score every candidate:
     holds fresh N(0, 1) noise, so the released subspace is all there is to compare;
 ``learned``
     the attacker can privatize images of their own (the model and the mechanism are
-    public), so they learn a ridge map from privatized to original pixels on pairs that
-    exclude every query and its candidates, then match the mapped image by NCC.
+    public), so they learn a ridge map from privatized to original pixels on pairs of
+    every image except the queries, then match the mapped image by NCC.  The releases of
+    those other images stand in for the attacker's own simulations: each image's noise is
+    independent, so they have the same distribution.
 """
 
 from __future__ import annotations
@@ -120,14 +122,14 @@ def learned_scores(
     max_pairs: int = 5_000,
     seed: int = 0,
 ) -> np.ndarray:
-    """NCC after a ridge map privatized -> original, fitted away from the attacked images.
+    """NCC after a ridge map privatized -> original, fitted on every image but the queries.
 
     Parameters
     ----------
     private, originals
         ``[N, 1, S, S]`` privatized images and their originals (row-aligned).
     sets
-        The candidate sets; no query or candidate is used to fit the map.
+        The candidate sets; no query is used to fit the map.
     """
     from sklearn.linear_model import Ridge
 
@@ -135,7 +137,7 @@ def learned_scores(
 
     n = len(private)
     held = np.zeros(n, dtype=bool)
-    held[sets.members.ravel()] = True
+    held[sets.queries] = True
     train = np.flatnonzero(~held)
     if len(train) > max_pairs:
         train = np.sort(np.random.default_rng(seed).choice(train, max_pairs, replace=False))

@@ -86,7 +86,7 @@ def test_ncc_is_invariant_to_brightness_and_contrast(images: np.ndarray) -> None
     np.testing.assert_allclose(scores, 1.0)
 
 
-def test_learned_attacker_never_fits_on_attacked_images() -> None:
+def test_learned_attacker_links_a_learnable_distortion() -> None:
     from cadp_med.evaluation._linkage import learned_scores
 
     rng = np.random.default_rng(0)
