@@ -120,6 +120,9 @@ def anonymize(
         "posterior-sample", "--postprocess", help="posterior-sample, posterior-mean or none."
     ),
     budget: str = typer.Option("slice", "--budget", help="slice or study."),
+    temperature: float = typer.Option(
+        1.0, "--temperature", help="Prior draws outside the released subspace: 1 prior, 0 mode."
+    ),
     model: Path | None = typer.Option(None, "--model", help="Model file (default: packaged)."),
     seed: int | None = typer.Option(None, "--seed", help="Noise seed, for audits only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -176,6 +179,7 @@ def anonymize(
                     clip=clip,
                     release=release,
                     postprocess=postprocess,
+                    temperature=temperature,
                     budget=budget,
                     model=model,
                     seed=seed,

@@ -60,6 +60,10 @@ class PixelOptions:
         Write the original matrix, or the model grid with honest geometry.
     batch_size : int
         Frames sent to the model at once.
+    temperature : float
+        Scale of the fresh prior draws that replace the latent dimensions outside the
+        released subspace (1 = the prior; 0 = its mode, smoother images). Fixed in
+        advance and independent of the image, so the guarantee is unchanged.
     """
 
     epsilon: float = 2.0
@@ -75,6 +79,7 @@ class PixelOptions:
     output_grid: str = "original"
     output_format: str = "dicom"
     batch_size: int = 16
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         _choice(self.mechanism, _MECHANISMS, "mechanism")
@@ -102,6 +107,8 @@ class PixelOptions:
             raise ConfigError("--format nifti is not available yet; only dicom is written")
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
+        if not 0.0 <= float(self.temperature) <= 1.0:
+            raise ConfigError("temperature must be in [0, 1]")
 
     @property
     def model_path(self) -> Path:
@@ -126,6 +133,7 @@ class PixelOptions:
             "clip": self.clip,
             "release": self.release,
             "postprocess": self.postprocess,
+            "temperature": float(self.temperature),
             "budget": self.budget,
             "seeded": self.seed is not None,
             "output_grid": self.output_grid,

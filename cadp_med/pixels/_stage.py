@@ -130,6 +130,7 @@ class PixelStage:
             clip=float(clip),
             release=release,
             postprocess=opts.postprocess,
+            temperature=float(opts.temperature),
         )
 
     def _load(self) -> None:

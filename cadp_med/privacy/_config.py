@@ -71,6 +71,10 @@ class MechanismConfig:
         If set, categorical conditions are released with k-ary randomized response at
         this epsilon, accounted as extra per-slice epsilon.  ``None``: the conditions
         are released unnoised and are *not* protected.
+    temperature : float
+        Scale of the fresh N(0, 1) draws that replace every dimension outside S: 1 draws
+        from the prior, 0 writes its mode. Fixed in advance, independent of the image:
+        it changes how the output looks, never the guarantee.
     """
 
     kind: MechanismKind
@@ -80,6 +84,7 @@ class MechanismConfig:
     release: tuple[int, int] | None = None
     postprocess: PostProcess = PostProcess.POSTERIOR_SAMPLE
     condition_rr_epsilon: float | None = None
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         kind = _look_up(self.kind, MechanismKind, "mechanism kind")
@@ -110,6 +115,11 @@ class MechanismConfig:
             if not 0 <= start < stop:
                 raise PrivacyError("release must satisfy 0 <= start < stop")
             object.__setattr__(self, "release", (start, stop))
+
+        t = self.temperature
+        if not _is_real(t) or not 0.0 <= t <= 1.0:
+            raise PrivacyError("temperature must be a number in [0, 1]")
+        object.__setattr__(self, "temperature", float(t))
 
         rr = self.condition_rr_epsilon
         if rr is not None and (not _is_real(rr) or not 0.0 < rr < math.inf):

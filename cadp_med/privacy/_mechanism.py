@@ -96,7 +96,11 @@ def privatize_vector(
                 noisy = gaussian_posterior_mean(noisy, scale)
     else:
         noisy = released  # eps = inf: no noise, NOT DP
-    out = refill
+    # Dimensions outside S carry nothing of the image: they are drawn from the prior at
+    # ``temperature`` (1 = the prior itself; lower gives smoother, more typical images,
+    # as in Glow's reduced-temperature sampling). The choice is fixed in advance and
+    # independent of the image, so it does not touch the guarantee.
+    out = refill * config.temperature
     out[start:stop] = noisy
     return out
 

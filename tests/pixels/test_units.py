@@ -29,6 +29,7 @@ from tests.conftest import SAMPLE_DATA, TEST_KEY, pydicom_data_file
         ({"epsilon": math.inf, "budget": "study"}, "finite eps"),
         ({"clip": -1.0}, "clip must be"),
         ({"output_format": "nifti"}, "not available yet"),
+        ({"temperature": 1.5}, "temperature must be in"),
     ],
 )
 def test_options_refuse_bad_values(kwargs: dict[str, object], message: str) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -101,6 +102,26 @@ def test_dims_outside_release_are_fresh_standard_normal(kind):
     assert stats.kstest(outside, "norm").pvalue > 1e-3
     r = np.corrcoef(outside, inputs)[0, 1]
     assert abs(r) < 4 / math.sqrt(outside.size)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5])
+def test_temperature_scales_only_the_fresh_draws(temperature):
+    config = dataclasses.replace(_config("laplace"), temperature=temperature)
+    reference = _config("laplace")
+    z = torch.from_numpy(np.random.default_rng(1).normal(size=(200, D)) * 5)
+    out = LatentPrivatizer(config, seed=3)(z).numpy()
+    base = LatentPrivatizer(reference, seed=3)(z).numpy()
+    mask = np.ones(D, bool)
+    mask[S[0] : S[1]] = False
+    # Same draws, scaled outside S; the released (noised) dims are untouched.
+    np.testing.assert_allclose(out[:, mask], temperature * base[:, mask])
+    np.testing.assert_array_equal(out[:, ~mask], base[:, ~mask])
+
+
+@pytest.mark.parametrize("temperature", [-0.1, 1.5, float("nan")])
+def test_temperature_outside_unit_interval_is_refused(temperature):
+    with pytest.raises(PrivacyError, match="temperature"):
+        dataclasses.replace(_config("laplace"), temperature=temperature)
 
 
 @pytest.mark.parametrize("kind", ["laplace", "gaussian"])
