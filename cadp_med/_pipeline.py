@@ -7,10 +7,13 @@ file never stops the batch, and the input is only ever read.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +26,7 @@ from cadp_med.io import audit as audit_status
 from cadp_med.io._atomic import remove_stale_parts
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
+from cadp_med.io.limits import DEFAULT_LIMITS, ResourceLimits
 from cadp_med.io.pixel_policy import apply_pixel_policy
 from cadp_med.io.quarantine import Quarantine, check_quarantine_location, default_quarantine_root
 from cadp_med.io.read import is_image_storage, read_instance, reason_category
@@ -35,6 +39,9 @@ logger = logging.getLogger(__name__)
 PixelMode = Literal["privatize", "keep", "blank"]
 _PIXEL_MODES = ("privatize", "keep", "blank")
 AUDIT_LOG_NAME = "audit.jsonl"
+LOCK_NAME = ".cadp-med.lock"
+# Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
+INTERRUPTED_EXIT_CODE = 143
 
 
 def _default_profile() -> Any:
@@ -72,6 +79,16 @@ class AnonymizeOptions:
     nifti : cadp_med.nifti.NiftiOptions, optional
         Modality, patient and output format of ``.nii``/``.nii.gz`` input (defaults
         when None).
+    limits : cadp_med.io.limits.ResourceLimits
+        What one input file may claim (image size, frames, inflated size, nesting,
+        element length, decode time) before it is quarantined.
+    decode_isolation : {"process", "inline"}
+        Decode compressed pixel data in a worker process (a native decoder crash
+        or hang quarantines that file only) or in this process (benchmarks).
+    lock : bool
+        Hold ``OUT/.cadp-med.lock`` for the run, refusing a second run on the same
+        output. The batch runner passes False: it holds its own lock and runs
+        several studies into one output at once.
     """
 
     profile: Any = field(default_factory=_default_profile)
@@ -83,20 +100,26 @@ class AnonymizeOptions:
     workers: int = 1
     pixel_stage: object | None = None
     nifti: Any = None
+    limits: ResourceLimits = DEFAULT_LIMITS
+    decode_isolation: Literal["process", "inline"] = "process"
+    lock: bool = True
 
     def __post_init__(self) -> None:
         if self.pixels not in _PIXEL_MODES:
             raise ConfigError(f"pixels must be one of {', '.join(_PIXEL_MODES)}")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
+        if self.decode_isolation not in ("process", "inline"):
+            raise ConfigError("decode_isolation must be one of process, inline")
 
 
 @dataclass
 class RunSummary:
     """What a run did; counts only, no header values.
 
-    ``exit_code`` is 0 when every DICOM input was written (or already done) and 1
-    when any was quarantined.
+    ``exit_code`` is 0 when every DICOM input was written (or already done), 1
+    when any was quarantined, and 143 when the run was stopped (SIGTERM) before
+    every file was processed.
     """
 
     files_seen: int = 0
@@ -112,10 +135,13 @@ class RunSummary:
     quarantine: Path = Path()
     audit_log: Path = Path()
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing was quarantined, 1 otherwise."""
+        """143 when stopped early, else 0 when nothing was quarantined, else 1."""
+        if self.interrupted:
+            return INTERRUPTED_EXIT_CODE
         return 1 if self.quarantined else 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +160,7 @@ class RunSummary:
             "quarantine": str(self.quarantine),
             "audit_log": str(self.audit_log),
             "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
+            "interrupted": self.interrupted,
             "exit_code": self.exit_code,
         }
 
@@ -197,7 +224,12 @@ class _FileJob:
         from cadp_med.deid import burned_in_reason
 
         options = self.options
-        original = read_instance(path, decode_pixels=options.pixels in ("keep", "privatize"))
+        original = read_instance(
+            path,
+            decode_pixels=options.pixels in ("keep", "privatize"),
+            limits=options.limits,
+            decode_isolation=options.decode_isolation,
+        )
         pseudonyms = self.deidentifier.pseudonyms(original)
         if is_done(output_path(self.config.output, pseudonyms)):
             return _Outcome(path, audit_status.SKIPPED_DONE, pseudonyms=pseudonyms)
@@ -290,6 +322,31 @@ def _load_maps(options: AnonymizeOptions) -> tuple[Any, Any]:
     return read_mapping_csv(options.uid_map_csv)
 
 
+@contextmanager
+def _output_lock(out_root: Path, *, enabled: bool) -> Iterator[None]:
+    """Hold ``OUT/.cadp-med.lock`` so that a second run on the same output is refused.
+
+    Two runs into one folder would race on the audit log and on resumed outputs. The
+    lock is advisory (``flock``) and dies with the process, so a killed run never
+    leaves a stale lock behind.
+    """
+    if not enabled:
+        yield
+        return
+    handle = os.open(out_root / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "another cadp-med run is writing to this output folder (it holds "
+                f"{LOCK_NAME}); wait for it to finish or choose another output"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
+
+
 def _pixel_setup(
     options: AnonymizeOptions, key: bytes, paths: list[Path], uid_map: Any
 ) -> tuple[Any, tuple[tuple[str, str], ...]]:
@@ -323,6 +380,7 @@ def anonymize_study(
     key: bytes,
     options: AnonymizeOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunSummary:
     """De-identify every DICOM instance under ``input`` into ``output``.
 
@@ -339,17 +397,22 @@ def anonymize_study(
         Profile, pixel policy, quarantine and worker settings.
     progress : callable, optional
         Called as ``progress(done, total)`` after each DICOM candidate file.
+    stop : callable, optional
+        Polled after each file; when it returns True the run ends there (the file
+        in flight is finished and audited) with ``summary.interrupted`` set. The
+        CLI sets it from SIGTERM.
 
     Returns
     -------
     RunSummary
-        Counts of what happened; ``summary.exit_code`` is 0 or 1.
+        Counts of what happened; ``summary.exit_code`` is 0, 1 or 143.
 
     Raises
     ------
     ConfigError
         For bad options or folders (output inside input, quarantine inside
-        output, missing input) before any file is touched.
+        output, missing input, another run holding the output's lock) before any
+        file is touched.
     """
     options = options if options is not None else AnonymizeOptions()
     if options.pixels == "privatize" and options.pixel_stage is None:
@@ -369,10 +432,32 @@ def anonymize_study(
     _check_locations(input_root, out_root, quarantine_root)
     if options.export_mapping_csv is not None and options.workers > 1:
         raise ConfigError("--export-mapping needs --workers 1 (the mapping is recorded in-process)")
-    uid_map, patient_id_map = _load_maps(options)
+    maps = _load_maps(options)
 
     discovery = scan(input_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder: {exc.strerror}") from None
+    with _output_lock(out_root, enabled=options.lock):
+        return _run(
+            input_root, out_root, quarantine_root, discovery, maps, key, options, progress, stop
+        )
+
+
+def _run(
+    input_root: Path,
+    out_root: Path,
+    quarantine_root: Path,
+    discovery: Any,
+    maps: tuple[Any, Any],
+    key: bytes,
+    options: AnonymizeOptions,
+    progress: Callable[[int, int], None] | None,
+    stop: Callable[[], bool] | None,
+) -> RunSummary:
+    """The body of :func:`anonymize_study`, under the output lock."""
+    uid_map, patient_id_map = maps
     # Only dead processes' parts: concurrent studies may be writing into this folder.
     remove_stale_parts(out_root)
     summary = RunSummary(
@@ -403,7 +488,10 @@ def anonymize_study(
             _finish(outcome, out_root, quarantine, audit, summary, reasons, groups)
             if progress is not None:
                 progress(done, len(paths))
-        if volumes:
+            if stop is not None and stop():
+                summary.interrupted = True
+                break
+        if volumes and not summary.interrupted:
             from cadp_med.nifti import anonymize_volumes
 
             for volume in anonymize_volumes(

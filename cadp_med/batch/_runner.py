@@ -234,7 +234,9 @@ def _execute(
             "pixel privatization needs a model: no pixel stage is configured; "
             "use --pixels keep for header-only de-identification"
         )
-    options = dataclasses.replace(options, workers=1, pixel_stage=None)
+    # lock=False: this driver holds the batch lock, and its studies write into one
+    # output folder at once, so no study may take the output lock for itself.
+    options = dataclasses.replace(options, workers=1, pixel_stage=None, lock=False)
     interrupted = book.reset_running()
     if interrupted:
         logger.warning("%d study(ies) left running by an earlier run will run again", interrupted)

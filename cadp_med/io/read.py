@@ -10,6 +10,12 @@ Decisions
   as are text values that cannot be decoded with the declared one. pydicom would
   fall back to its default encoding with a warning; a name read with the wrong
   character set could escape the checks that look for it, so strict it is.
+* Sizes a header claims are checked against :class:`~cadp_med.io.limits.ResourceLimits`
+  before anything of that size is allocated: declared image size, frames, inflated
+  size of a deflated dataset, sequence depth, element length (a length past the end
+  of the file is truncation). Over a limit: ``over-resource-limit`` plus the tag path.
+* Compressed pixel data are decoded in a worker process (:mod:`cadp_med.io._isolation`):
+  a decoder that crashes or hangs costs that file only.
 * Native pixel data shorter than Rows x Columns x Samples x Frames x Bits says is
   quarantined. Longer pixel data (trailing padding) is accepted; the pipeline
   drops the trailing bytes so that nothing beyond the image is copied.
@@ -17,16 +23,23 @@ Decisions
 
 from __future__ import annotations
 
+import io
 import warnings
+import zlib
 from pathlib import Path
+from typing import Literal
 
 import pydicom
 from pydicom.charset import python_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.pixels.utils import get_image_pixel_ids
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from cadp_med._types import PathLike
 from cadp_med.errors import InputError
+from cadp_med.io.limits import DEFAULT_LIMITS, ResourceLimits
 
 __all__ = [
     "UnreadableInstance",
@@ -48,6 +61,11 @@ CHARSET = "undecodable-character-set"
 PIXEL_LENGTH = "pixel-data-length-mismatch"
 PIXEL_DECODE = "pixel-data-not-decodable"
 UNEXPECTED = "unexpected-error"
+OVER_LIMIT = "over-resource-limit"
+
+DecodeIsolation = Literal["process", "inline"]
+# Reads up to this size go straight through; larger ones are capped at the bytes left.
+_SMALL_READ = 1 << 16
 
 _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -114,6 +132,78 @@ def expected_native_pixel_bytes(ds: Dataset) -> int:
     return (total_bits + 7) // 8
 
 
+class _CappedReader(io.BufferedReader):
+    """A file whose ``read(n)`` never asks for more than the file holds.
+
+    pydicom reads an element's value with ``read(length)``; CPython allocates
+    ``length`` bytes before reading, so a forged 4 GB length in a 1 kB file would
+    allocate 4 GB. Capping large reads at the remaining size bounds memory by the
+    file size; the short read then reads as truncation.
+    """
+
+    def __init__(self, raw: io.FileIO, size: int) -> None:
+        super().__init__(raw)
+        self._size = size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > _SMALL_READ:
+            size = max(0, min(size, self._size - self.tell()))
+        return super().read(size)
+
+
+def _check_inflated_size(file_path: Path, limits: ResourceLimits) -> int | None:
+    """Inflate a deflated dataset in bounded chunks, counting, before pydicom inflates it.
+
+    pydicom inflates in one call with no bound: a deflate bomb (a few MB that
+    inflate to many GB) would exhaust memory there. Returns the inflated size, or
+    None for a dataset that is not deflated.
+    """
+    with open(file_path, "rb") as stream:
+        try:
+            read_preamble(stream, True)
+            meta = _read_file_meta_info(stream)
+        except Exception:
+            return None  # not a Part 10 file with meta: pydicom decides, no deflate
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            return None
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        while chunk := stream.read(1 << 20):
+            try:
+                total += len(inflater.decompress(chunk, limits.max_inflated_bytes + 1 - total))
+                while inflater.unconsumed_tail and total <= limits.max_inflated_bytes:
+                    tail = inflater.unconsumed_tail
+                    total += len(inflater.decompress(tail, limits.max_inflated_bytes + 1 - total))
+            except zlib.error:
+                raise UnreadableInstance(UNPARSEABLE, "deflate") from None
+            if total > limits.max_inflated_bytes:
+                raise UnreadableInstance(OVER_LIMIT, "inflated dataset size")
+    return total
+
+
+def _check_element_length(length: int, tag: int, data_size: int, limits: ResourceLimits) -> None:
+    if length == 0xFFFFFFFF:
+        return  # undefined length: the items are checked one by one
+    if length > data_size:
+        raise UnreadableInstance(TRUNCATED, _tag_path(tag))
+    if length > limits.max_element_bytes:
+        raise UnreadableInstance(OVER_LIMIT, f"{_tag_path(tag)} length")
+
+
+def _walk(ds: Dataset, depth: int, data_size: int, limits: ResourceLimits) -> None:
+    """Convert every raw element, level by level, checking lengths and nesting first."""
+    if depth > limits.max_sequence_depth:
+        raise UnreadableInstance(OVER_LIMIT, "sequence depth")
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            _check_element_length(raw.length, tag, data_size, limits)
+        element = ds[tag]
+        if element.VR == "SQ":
+            for item in element.value:
+                _walk(item, depth + 1, data_size, limits)
+
+
 def _check_charset(ds: Dataset) -> None:
     declared = ds.get("SpecificCharacterSet")
     if declared is None:
@@ -125,13 +215,14 @@ def _check_charset(ds: Dataset) -> None:
             raise UnreadableInstance(CHARSET, "(0008,0005)")
 
 
-def _parse_everything(ds: Dataset) -> None:
+def _parse_everything(ds: Dataset, data_size: int, limits: ResourceLimits) -> None:
     """Convert every raw element now, so that parse errors surface here."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            for _ in ds.iterall():
-                pass
+            _walk(ds, 0, data_size, limits)
+        except UnreadableInstance:
+            raise
         except NotImplementedError:
             # pydicom raises this for an unknown VR while converting an element.
             raise UnreadableInstance(UNKNOWN_VR) from None
@@ -144,7 +235,45 @@ def _parse_everything(ds: Dataset) -> None:
             raise UnreadableInstance(CHARSET)
 
 
-def _check_pixels(ds: Dataset, *, decode: bool) -> None:
+def _check_declared_size(ds: Dataset, limits: ResourceLimits) -> None:
+    """Refuse an image whose declared size is over the limits, before decoding it."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        raise UnreadableInstance(MISSING_GEOMETRY, "(0028,0010)/(0028,0011)/(0028,0100)") from None
+    if min(rows, columns, samples, frames, bits) < 1:
+        raise UnreadableInstance(MISSING_GEOMETRY, "(0028,0010)/(0028,0011)/(0028,0100)")
+    if rows * columns > limits.max_pixels_per_frame:
+        raise UnreadableInstance(OVER_LIMIT, "(0028,0010)x(0028,0011) pixels per frame")
+    if frames > limits.max_frames:
+        raise UnreadableInstance(OVER_LIMIT, "(0028,0008) frames")
+    if (rows * columns * samples * frames * bits + 7) // 8 > limits.max_decoded_bytes:
+        raise UnreadableInstance(OVER_LIMIT, "(7FE0,0010) decoded size")
+
+
+def _decode(ds: Dataset, transfer_syntax: UID, limits: ResourceLimits, isolation: str) -> None:
+    """Decode the pixel data once; later ``ds.pixel_array`` calls get the cached array."""
+    if isolation == "inline" or not transfer_syntax.is_encapsulated:
+        try:
+            ds.pixel_array  # noqa: B018 - decoding is the check
+        except Exception:
+            raise UnreadableInstance(PIXEL_DECODE, transfer_syntax.name) from None
+        return
+    from cadp_med.io._isolation import DecodeFailed, shared_decoder
+
+    try:
+        array = shared_decoder().decode(ds, timeout_s=limits.decode_timeout_s)
+    except DecodeFailed as exc:
+        raise UnreadableInstance(exc.category, transfer_syntax.name) from None
+    # What Dataset.pixel_array checks to reuse its cache (pydicom 3).
+    ds._pixel_array = array
+    ds._pixel_id = get_image_pixel_ids(ds)
+
+
+def _check_pixels(ds: Dataset, *, decode: bool, limits: ResourceLimits, isolation: str) -> None:
     sop_class = str(ds.SOPClassUID)
     has_pixels = any(name in ds for name in _PIXEL_ELEMENTS)
     if not has_pixels:
@@ -154,18 +283,22 @@ def _check_pixels(ds: Dataset, *, decode: bool) -> None:
     if "PixelData" not in ds:
         return
     transfer_syntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    _check_declared_size(ds, limits)
     if not transfer_syntax.is_compressed:
         expected = expected_native_pixel_bytes(ds)
         if len(ds.PixelData) < expected:
             raise UnreadableInstance(PIXEL_LENGTH, "(7FE0,0010)")
     if decode:
-        try:
-            ds.pixel_array  # noqa: B018 - decoding is the check
-        except Exception:
-            raise UnreadableInstance(PIXEL_DECODE, transfer_syntax.name) from None
+        _decode(ds, transfer_syntax, limits, isolation)
 
 
-def read_instance(path: PathLike, *, decode_pixels: bool = False) -> Dataset:
+def read_instance(
+    path: PathLike,
+    *,
+    decode_pixels: bool = False,
+    limits: ResourceLimits = DEFAULT_LIMITS,
+    decode_isolation: DecodeIsolation = "process",
+) -> Dataset:
     """Read and validate one DICOM instance.
 
     Parameters
@@ -175,6 +308,12 @@ def read_instance(path: PathLike, *, decode_pixels: bool = False) -> Dataset:
     decode_pixels : bool, default False
         Also decode the pixel data (JPEG, JPEG-LS, JPEG 2000, RLE, deflate, big
         endian, multi-frame), as needed when pixels are kept or privatized.
+    limits : ResourceLimits, optional
+        What the file may claim; see :mod:`cadp_med.io.limits`.
+    decode_isolation : {"process", "inline"}
+        ``"process"`` decodes compressed pixel data in a worker process (a crash
+        or hang quarantines the file only); ``"inline"`` in this process, for
+        benchmarks and trusted input.
 
     Returns
     -------
@@ -187,17 +326,21 @@ def read_instance(path: PathLike, *, decode_pixels: bool = False) -> Dataset:
         An ``InputError`` naming the reason category: empty, truncated,
         unparseable, unknown VR, missing SOP Class/Instance UID, missing pixel
         data of an image storage class, undecodable character set, pixel data
-        shorter than declared, or pixel data that cannot be decoded.
+        shorter than declared, pixel data that cannot be decoded or whose decoder
+        crashed or timed out, or a size over ``limits``.
     """
     file_path = Path(path)
-    if file_path.stat().st_size == 0:
+    size = file_path.stat().st_size
+    if size == 0:
         raise UnreadableInstance(EMPTY)
+    inflated = _check_inflated_size(file_path, limits)
     with warnings.catch_warnings():
         # pydicom warns about oddities it repairs; such text can quote values
         # and belongs to no log of ours.
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(file_path, force=True)
+            with _CappedReader(io.FileIO(str(file_path), "r"), size) as stream:
+                ds = pydicom.dcmread(stream, force=True)
         except NotImplementedError:
             raise UnreadableInstance(UNKNOWN_VR) from None
         except (EOFError, OSError):
@@ -205,12 +348,13 @@ def read_instance(path: PathLike, *, decode_pixels: bool = False) -> Dataset:
         except Exception:
             raise UnreadableInstance(UNPARSEABLE) from None
     _check_charset(ds)
-    _parse_everything(ds)
+    # No element can be longer than the data it was read from.
+    _parse_everything(ds, inflated if inflated is not None else size, limits)
     for keyword, tag in (("SOPClassUID", 0x00080016), ("SOPInstanceUID", 0x00080018)):
         value = ds.get(keyword)
         if not value or not str(value).strip():
             raise UnreadableInstance(MISSING_UID, _tag_path(tag))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _check_pixels(ds, decode=decode_pixels)
+        _check_pixels(ds, decode=decode_pixels, limits=limits, isolation=decode_isolation)
     return ds
