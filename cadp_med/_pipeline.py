@@ -7,6 +7,7 @@ file never stops the batch, and the input is only ever read.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -40,6 +41,10 @@ PixelMode = Literal["privatize", "keep", "blank"]
 _PIXEL_MODES = ("privatize", "keep", "blank")
 AUDIT_LOG_NAME = "audit.jsonl"
 LOCK_NAME = ".cadp-med.lock"
+# Write errors that no other file would escape: the run stops (CLI exit status 3).
+_FATAL_WRITE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+)
 # Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
 INTERRUPTED_EXIT_CODE = 143
 
@@ -536,7 +541,15 @@ def _finish(
                     outcome.pseudonyms,
                     transfer_syntax=outcome.transfer_syntax or "",
                 )
-        except Exception as exc:  # e.g. a full disk: quarantine, keep going
+        except OSError as exc:
+            if exc.errno in _FATAL_WRITE_ERRORS:
+                # Every later write would fail the same way: stop the run instead
+                # of quarantining every remaining input. No partial file is left
+                # (atomic writes remove their temporary file).
+                raise
+            logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
+            outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
+        except Exception as exc:  # one bad dataset: quarantine, keep going
             logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
             outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
     if outcome.status in (audit_status.QUARANTINED, audit_status.BURNED_IN_QUARANTINED):

@@ -9,9 +9,11 @@ import typer
 
 from cadp_med.cli._output import (
     configure_logging,
+    output_errors,
     print_json,
     print_table,
     progress_callback,
+    stop_on_sigterm,
     usage_errors,
 )
 
@@ -141,6 +143,11 @@ def anonymize(
     input_list: Path | None = typer.Option(None, "--input-list", help="Study folders, one a line."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Batch manifest file."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Batch attempts per study."),
+    decode_isolation: str = typer.Option(
+        "process",
+        "--decode-isolation",
+        help="process: decode compressed pixels in worker processes; inline: in process.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """De-identify every DICOM instance and NIfTI volume of STUDY_DIR into OUT.
@@ -148,7 +155,9 @@ def anonymize(
     NIfTI volumes (.nii, .nii.gz, BIDS sidecar <stem>.json) become a DICOM series, or
     NIfTI again with --format nifti; DICOM input is always written as DICOM.
 
-    Exit status: 0 all written, 1 some files quarantined, 2 usage error.
+    Exit status: 0 all written, 1 some files quarantined, 2 usage error (or the output
+    is locked by another run), 3 the output could not be written (full disk,
+    permissions), 143 stopped by SIGTERM after the file in flight.
     """
     configure_logging()
     from cadp_med._pipeline import AnonymizeOptions, anonymize_study
@@ -201,6 +210,7 @@ def anonymize(
                 patient_id=patient_id,
                 output_format=output_format,
             ),
+            decode_isolation=decode_isolation,  # type: ignore[arg-type]
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
         if backend is not None or input_list is not None or study_dir is None:
@@ -219,9 +229,13 @@ def anonymize(
                 max_attempts=max_attempts,
                 json_output=json_output,
             )
-        with progress_callback("anonymize", quiet=json_output) as progress:
+        with (
+            progress_callback("anonymize", quiet=json_output) as progress,
+            stop_on_sigterm() as stop,
+            output_errors(),
+        ):
             summary = anonymize_study(
-                study_dir, output, key=key, options=options, progress=progress
+                study_dir, output, key=key, options=options, progress=progress, stop=stop
             )
     if json_output:
         print_json(summary.to_dict())

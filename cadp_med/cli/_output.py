@@ -6,9 +6,12 @@ reason categories and the operator's own paths only.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,13 +25,16 @@ __all__ = [
     "configure_logging",
     "exit_usage",
     "is_tty",
+    "output_errors",
     "print_json",
     "print_table",
     "progress_callback",
+    "stop_on_sigterm",
     "usage_errors",
 ]
 
 USAGE_EXIT_CODE = 2
+OUTPUT_EXIT_CODE = 3
 
 
 def is_tty() -> bool:
@@ -87,6 +93,41 @@ def usage_errors() -> Iterator[None]:
     finally:
         pydicom_logger.removeHandler(null_handler)
         pydicom_logger.propagate = propagate
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Yield ``stop()``, which turns True once SIGTERM arrives.
+
+    The pipeline polls it after each file: the file in flight is finished, written
+    and audited, then the run ends with status 143. Outside the main thread (no
+    signal handlers there) ``stop()`` stays False.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: requested.set())
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def output_errors() -> Iterator[None]:
+    """Turn a failure to write the output (full disk, permissions) into exit status 3.
+
+    The message names the cause (``strerror``) and no path of the input; atomic writes
+    leave no partial file behind.
+    """
+    try:
+        yield
+    except OSError as exc:
+        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}
+        message = reason.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        typer.echo(f"Error: cannot write the output: {message}", err=True)
+        raise typer.Exit(OUTPUT_EXIT_CODE) from None
 
 
 def print_json(data: Any) -> None:

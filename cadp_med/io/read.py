@@ -62,6 +62,7 @@ PIXEL_LENGTH = "pixel-data-length-mismatch"
 PIXEL_DECODE = "pixel-data-not-decodable"
 UNEXPECTED = "unexpected-error"
 OVER_LIMIT = "over-resource-limit"
+UNSUPPORTED_SYNTAX = "unsupported-transfer-syntax"
 
 DecodeIsolation = Literal["process", "inline"]
 # Reads up to this size go straight through; larger ones are capped at the bytes left.
@@ -158,13 +159,14 @@ def _check_inflated_size(file_path: Path, limits: ResourceLimits) -> int | None:
     inflate to many GB) would exhaust memory there. Returns the inflated size, or
     None for a dataset that is not deflated.
     """
-    with open(file_path, "rb") as stream:
+    with open(file_path, "rb") as stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's warnings can quote values
         try:
             read_preamble(stream, True)
-            meta = _read_file_meta_info(stream)
+            syntax = _read_file_meta_info(stream).get("TransferSyntaxUID")
         except Exception:
-            return None  # not a Part 10 file with meta: pydicom decides, no deflate
-        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            return None  # unreadable meta: the full read decides (and quarantines)
+        if syntax != DeflatedExplicitVRLittleEndian:
             return None
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         total = 0
@@ -202,6 +204,23 @@ def _walk(ds: Dataset, depth: int, data_size: int, limits: ResourceLimits) -> No
         if element.VR == "SQ":
             for item in element.value:
                 _walk(item, depth + 1, data_size, limits)
+
+
+def _check_transfer_syntax(ds: Dataset) -> None:
+    """Refuse a Transfer Syntax UID (0002,0010) that names no known transfer syntax.
+
+    pydicom's UID properties (``is_compressed``...) raise ``ValueError`` on one.
+    """
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is None:
+        return
+    try:
+        known = UID(str(syntax)).is_transfer_syntax
+    except ValueError:  # private or unknown
+        known = False
+    if not known:
+        raise UnreadableInstance(UNSUPPORTED_SYNTAX, "(0002,0010)")
 
 
 def _check_charset(ds: Dataset) -> None:
@@ -347,6 +366,7 @@ def read_instance(
             raise UnreadableInstance(TRUNCATED) from None
         except Exception:
             raise UnreadableInstance(UNPARSEABLE) from None
+    _check_transfer_syntax(ds)
     _check_charset(ds)
     # No element can be longer than the data it was read from.
     _parse_everything(ds, inflated if inflated is not None else size, limits)
