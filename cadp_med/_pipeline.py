@@ -418,6 +418,9 @@ def anonymize_study(
         For bad options or folders (output inside input, quarantine inside
         output, missing input, another run holding the output's lock) before any
         file is touched.
+    OSError
+        When the output cannot be written at all (full disk, quota, read-only or
+        permission denied); the run stops there, leaving no partial file.
     """
     options = options if options is not None else AnonymizeOptions()
     if options.pixels == "privatize" and options.pixel_stage is None:
