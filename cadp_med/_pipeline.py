@@ -182,6 +182,8 @@ class _Outcome:
     transfer_syntax: str | None = None
     actions: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # A privatized image waiting for its model batch (``dataset`` is set once it ran).
+    pending_pixels: Any = None
 
 
 @dataclass(frozen=True)
@@ -213,19 +215,37 @@ class _FileJob:
             kwargs["extra_method_codes"] = config.method_codes
         self.deidentifier = Deidentifier(config.options.profile, config.key, **kwargs)
 
-    def __call__(self, path: Path) -> _Outcome:
+    def __call__(self, path: Path, *, defer_pixels: bool = False) -> _Outcome:
         try:
-            return self._process(path)
-        except InputError as exc:
-            return _Outcome(path, audit_status.QUARANTINED, reason=reason_category(exc))
-        except DeidError as exc:
-            logger.warning("de-identification failed (%s); file quarantined", type(exc).__name__)
-            return _Outcome(path, audit_status.QUARANTINED, reason="deid-error")
+            return self._process(path, defer_pixels=defer_pixels)
         except Exception as exc:  # one file must never stop the batch
-            logger.warning("unexpected %s; file quarantined", type(exc).__name__)
-            return _Outcome(path, audit_status.QUARANTINED, reason="unexpected-error")
+            return _quarantined(path, exc)
 
-    def _process(self, path: Path) -> _Outcome:
+    def pixel_batch_size(self) -> int:
+        """Slices per model batch across instances; 1 when the stage cannot batch them."""
+        stage = self.options.pixel_stage
+        if self.options.pixels != "privatize" or not getattr(
+            stage, "batches_across_instances", False
+        ):
+            return 1
+        return int(stage.options.batch_size)  # type: ignore[attr-defined]
+
+    def finish_pixels(self, outcomes: list[_Outcome]) -> list[_Outcome]:
+        """Run the model once over the pending images among ``outcomes`` (order kept)."""
+        waiting = [o for o in outcomes if o.pending_pixels is not None]
+        if waiting:
+            stage: Any = self.options.pixel_stage
+            results = stage.finish([o.pending_pixels for o in waiting])
+            for outcome, result in zip(waiting, results, strict=True):
+                outcome.pending_pixels = None
+                if isinstance(result, Exception):
+                    replacement = _quarantined(outcome.path, result)
+                    outcome.status, outcome.reason = replacement.status, replacement.reason
+                else:
+                    outcome.dataset = result
+        return outcomes
+
+    def _process(self, path: Path, *, defer_pixels: bool = False) -> _Outcome:
         from cadp_med.deid import burned_in_reason
 
         options = self.options
@@ -254,6 +274,22 @@ class _FileJob:
         warnings.extend(result.warnings)
         source_syntax = original.file_meta.get("TransferSyntaxUID") if original.file_meta else None
         has_image = "PixelData" in original and is_image_storage(str(original.SOPClassUID))
+        if (
+            defer_pixels
+            and has_image
+            and options.pixels == "privatize"
+            and "PixelData" in result.dataset
+        ):
+            # Decode and condition now; the model runs with the next batch of slices.
+            return _Outcome(
+                path,
+                audit_status.WRITTEN,
+                pseudonyms=result.pseudonyms,
+                transfer_syntax=output_transfer_syntax(source_syntax, pixels_unchanged=False),
+                actions=dict(result.actions),
+                warnings=warnings,
+                pending_pixels=options.pixel_stage.prepare_instance(original, result),  # type: ignore[union-attr]
+            )
         dataset, pixels_unchanged, pixel_warnings = apply_pixel_policy(
             original,
             result,
@@ -274,6 +310,17 @@ class _FileJob:
         )
 
 
+def _quarantined(path: Path, exc: Exception) -> _Outcome:
+    """The outcome of a file whose processing raised ``exc``."""
+    if isinstance(exc, InputError):
+        return _Outcome(path, audit_status.QUARANTINED, reason=reason_category(exc))
+    if isinstance(exc, DeidError):
+        logger.warning("de-identification failed (%s); file quarantined", type(exc).__name__)
+        return _Outcome(path, audit_status.QUARANTINED, reason="deid-error")
+    logger.warning("unexpected %s; file quarantined", type(exc).__name__)
+    return _Outcome(path, audit_status.QUARANTINED, reason="unexpected-error")
+
+
 _WORKER_JOB: _FileJob | None = None
 
 
@@ -292,8 +339,12 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
     workers = config.options.workers
     if workers == 1 or len(paths) <= 1:
         job = _FileJob(config, recorder)
-        for path in paths:
-            yield job(path)
+        batch_size = job.pixel_batch_size()
+        if batch_size == 1:
+            for path in paths:
+                yield job(path)
+            return
+        yield from _batched_outcomes(job, paths, batch_size)
         return
     with ProcessPoolExecutor(
         max_workers=workers, initializer=_init_worker, initargs=(config,)
@@ -306,6 +357,37 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _batched_outcomes(job: _FileJob, paths: list[Path], batch_size: int) -> Iterator[_Outcome]:
+    """Outcomes in input order, the slices of consecutive images sharing model batches.
+
+    Files are prepared (read, de-identified, decoded) one by one and queue until
+    ``batch_size`` slices (or files) wait, the series changes, or a multi-frame image
+    comes (it is run alone, its frames batched as before); then one model pass serves
+    the queue. At most one batch of images is held in memory.
+    """
+    queue: list[_Outcome] = []
+    rows = 0
+    series: str | None = None
+    for path in paths:
+        outcome = job(path, defer_pixels=True)
+        item = outcome.pending_pixels
+        if (
+            item is not None
+            and queue
+            and (rows + item.rows > batch_size or item.series_uid != series or item.rows > 1)
+        ):
+            yield from job.finish_pixels(queue)
+            queue, rows = [], 0
+        queue.append(outcome)
+        if item is not None:
+            rows += item.rows
+            series = item.series_uid
+        if rows >= batch_size or len(queue) >= batch_size:
+            yield from job.finish_pixels(queue)
+            queue, rows = [], 0
+    yield from job.finish_pixels(queue)
 
 
 def _check_locations(input_root: Path, output: Path, quarantine: Path) -> None:

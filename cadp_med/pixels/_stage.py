@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -189,20 +190,40 @@ class PixelStage:
         return self._base_config, max(n_study, 1)
 
     # -- the stage ----------------------------------------------------------------------
+    @property
+    def batches_across_instances(self) -> bool:
+        """Whether the pipeline may send the slices of several instances in one model batch.
+
+        Not with a ``seed``: the CPU and GPU kernels are not batch-invariant (oneDNN picks
+        other convolution kernels for few input channels, a one-row Linear is a GEMV, cuDNN
+        chooses algorithms per shape), so a slice's output would move by float rounding
+        with its batch neighbours, and a seeded audit or resumed run must reproduce each
+        instance's pixels exactly. Unseeded runs draw fresh noise anyway.
+        """
+        return self.options.seed is None and self.options.batch_size > 1
+
     def __call__(self, original: Dataset, deid_result: Any) -> Dataset:
         """Privatize the pixels of ``original`` into ``deid_result.dataset``."""
+        (result,) = self.finish([self.prepare_instance(original, deid_result)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def prepare_instance(self, original: Dataset, deid_result: Any) -> _PendingInstance:
+        """Decode one instance and fix everything about it except the model step.
+
+        The frames, window, conditions, budget and privatizer (its noise stream depends
+        only on the seed and the pseudonymous SOP UID, never on the batch).
+        """
         from cadp_med.imaging import slices_from_dicom_series
         from cadp_med.model import metadata_from_dataset
 
         self._load()
-        out: Dataset = deid_result.dataset
         series_uid = str(original.get("SeriesInstanceUID", ""))
         info = self.index.series.get(series_uid)
         records = sorted(
             slices_from_dicom_series([original]), key=lambda r: int(r.metadata["frame"])
         )
-        colour = is_colour(original)
-        monochrome1 = str(original.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
         window = self._window(series_uid, original, records)
         base_meta = metadata_from_dataset(
             original,
@@ -218,9 +239,54 @@ class PixelStage:
                 meta["slice_pos"] = record.metadata["slice_pos"]
             metas.append(meta)
         config, n_study = self._config_for(str(original.get("StudyInstanceUID", "")))
-        privatizer = self._privatizer(config, deid_result.pseudonyms.sop_uid)
-        outputs, grids = self._run(records, metas, window, monochrome1, privatizer)
-        data, header = encode_frames(outputs, original, colour=colour)
+        return _PendingInstance(
+            original=original,
+            deid_result=deid_result,
+            series_uid=series_uid,
+            records=records,
+            metas=metas,
+            window=window,
+            monochrome1=str(original.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1",
+            config=config,
+            n_study=n_study,
+            privatizer=self._privatizer(config, deid_result.pseudonyms.sop_uid),
+        )
+
+    def finish(self, pending: list[_PendingInstance]) -> list[Dataset | Exception]:
+        """Run the model over the frames of ``pending`` and write each instance's pixels.
+
+        Frames go to the model in batches of ``options.batch_size`` across instances;
+        each instance's rows are privatized by its own privatizer with its own noise
+        keys (the frame indices). Returns, per instance and in order, its output dataset
+        or the exception that stopped it, so one bad instance never fails the others.
+        """
+        self._load()
+        try:
+            outputs = self._run(pending)
+        except Exception:
+            if len(pending) == 1:
+                raise
+            # A batch-wide failure: retry alone, so that only the guilty one fails. Fresh
+            # privatizers: the failed batch may have spent some of their noise keys.
+            return [
+                result
+                for one in pending
+                for result in self.finish([replace(one, privatizer=self._fresh_privatizer(one))])
+            ]
+        results: list[Dataset | Exception] = []
+        for item, (frames, grids) in zip(pending, outputs, strict=True):
+            try:
+                results.append(self._encode_instance(item, frames, grids))
+            except Exception as exc:  # this instance only
+                results.append(exc)
+        return results
+
+    def _encode_instance(
+        self, item: _PendingInstance, frames: list[np.ndarray], grids: list[Any]
+    ) -> Dataset:
+        original = item.original
+        out: Dataset = item.deid_result.dataset
+        data, header = encode_frames(frames, original, colour=is_colour(original))
         if self.options.output_grid == "model":
             header.update(_model_grid_geometry(original, grids[0]))
         apply_pixels(out, data, header)
@@ -228,8 +294,13 @@ class PixelStage:
         if lossy is not None:
             for keyword, value in lossy.items():
                 setattr(out, keyword, value)
-        add_provenance(out, self._parameters(config, n_study, window), self.options.label())
+        add_provenance(
+            out, self._parameters(item.config, item.n_study, item.window), self.options.label()
+        )
         return out
+
+    def _fresh_privatizer(self, item: _PendingInstance) -> Any:
+        return self._privatizer(item.config, item.deid_result.pseudonyms.sop_uid)
 
     def _privatizer(self, config: Any, sop_pseudonym: str) -> Any:
         import torch
@@ -244,51 +315,54 @@ class PixelStage:
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
         return LatentPrivatizer(config, generator=generator)
 
-    def _run(
-        self,
-        records: list[Any],
-        metas: list[dict[str, Any]],
-        window: dict[str, Any],
-        monochrome1: bool,
-        privatizer: Any,
-    ) -> tuple[list[np.ndarray], list[Any]]:
+    def _run(self, pending: list[_PendingInstance]) -> list[tuple[list[np.ndarray], list[Any]]]:
+        """(frames in modality units, grid infos) per instance, model batches across them.
+
+        Only one batch of model-grid slices exists at a time; the decoded frames of the
+        pending instances are already in memory.
+        """
         import torch
 
         from cadp_med.imaging import Normalizer, from_model_grid, to_model_grid
 
         size = int(self._model.config.size)
-        outputs: list[np.ndarray] = []
-        infos: list[Any] = []
+        outputs: list[tuple[list[np.ndarray], list[Any]]] = [([], []) for _ in pending]
+        # (instance, frame) of every row, in order.
+        rows = [(i, frame) for i, item in enumerate(pending) for frame in range(item.rows)]
         step = self.options.batch_size
-        for start in range(0, len(records), step):
-            chunk = records[start : start + step]
-            grids = []
-            for record in chunk:
-                x = Normalizer.forward(record.pixels, window)
-                if monochrome1:  # the model knows bright = dense; MONOCHROME1 is inverted
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            grids, metas = [], []
+            for i, frame in chunk:
+                item = pending[i]
+                x = Normalizer.forward(item.records[frame].pixels, item.window)
+                if item.monochrome1:  # the model knows bright = dense; MONOCHROME1 is inverted
                     x = 1.0 - x
-                grid, info = to_model_grid(x, size, _usable_spacing(record.spacing))
+                grid, info = to_model_grid(x, size, _usable_spacing(item.records[frame].spacing))
                 grids.append(grid)
-                infos.append(info)
+                metas.append(item.metas[frame])
+                outputs[i][1].append(info)
             x_batch = torch.from_numpy(np.stack(grids)[:, None]).to(self._device)
-            c_batch = torch.from_numpy(
-                self._schema.encode_batch(metas[start : start + step]).astype(np.float32)
-            ).to(self._device)
+            c_batch = torch.from_numpy(self._schema.encode_batch(metas).astype(np.float32)).to(
+                self._device
+            )
             with torch.no_grad():
                 z, _ = self._model.encode(x_batch, c_batch)
-                keys = list(range(start, start + len(chunk)))
-                z_private = privatizer(z.double(), noise_keys=keys).to(z.dtype)
+                z_private = torch.empty_like(z)
+                for i, lo, hi in _runs_of_instances(chunk):
+                    keys = [frame for _, frame in chunk[lo:hi]]
+                    z_private[lo:hi] = pending[i].privatizer(z[lo:hi].double(), noise_keys=keys)
                 decoded = self._model.decode(z_private, c_batch).clamp(0.0, 1.0)
-            decoded_np = decoded[:, 0].cpu().numpy()
-            for offset, grid in enumerate(decoded_np):
-                info = infos[start + offset]
+            for (i, frame), grid in zip(chunk, decoded[:, 0].cpu().numpy(), strict=True):
+                item = pending[i]
+                info = outputs[i][1][frame]
                 restored = (
                     grid if self.options.output_grid == "model" else from_model_grid(grid, info)
                 )
-                if monochrome1:
+                if item.monochrome1:
                     restored = 1.0 - restored
-                outputs.append(Normalizer.inverse(restored.astype(np.float64), window))
-        return outputs, infos
+                outputs[i][0].append(Normalizer.inverse(restored.astype(np.float64), item.window))
+        return outputs
 
     def _parameters(self, config: Any, n_study: int, window: dict[str, Any]) -> dict[str, Any]:
         from cadp_med.privacy import per_slice, study_total
@@ -318,6 +392,38 @@ class PixelStage:
             "window": {"low": window["low"], "high": window["high"], "method": window["method"]},
             "window_note": "released unnoised with the image, like the conditions",
         }
+
+
+@dataclass
+class _PendingInstance:
+    """One image instance, decoded and conditioned, waiting for its model batch."""
+
+    original: Dataset
+    deid_result: Any
+    series_uid: str
+    records: list[Any]
+    metas: list[dict[str, Any]]
+    window: dict[str, Any]
+    monochrome1: bool
+    config: Any
+    n_study: int
+    privatizer: Any
+
+    @property
+    def rows(self) -> int:
+        """Frames this instance sends to the model."""
+        return len(self.records)
+
+
+def _runs_of_instances(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(instance, lo, hi): the consecutive rows of ``chunk`` that belong to one instance."""
+    runs: list[tuple[int, int, int]] = []
+    for row, (i, _) in enumerate(chunk):
+        if runs and runs[-1][0] == i:
+            runs[-1] = (i, runs[-1][1], row + 1)
+        else:
+            runs.append((i, row, row + 1))
+    return runs
 
 
 def _normalizer(card: dict[str, Any]) -> Any:
