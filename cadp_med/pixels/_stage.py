@@ -15,9 +15,11 @@ The stage is picklable without its model (each worker process loads it on first 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -346,7 +348,7 @@ class PixelStage:
             c_batch = torch.from_numpy(self._schema.encode_batch(metas).astype(np.float32)).to(
                 self._device
             )
-            with torch.no_grad():
+            with torch.no_grad(), _audit_threads(self.options.seed is not None):
                 z, _ = self._model.encode(x_batch, c_batch)
                 z_private = torch.empty_like(z)
                 for i, lo, hi in _runs_of_instances(chunk):
@@ -413,6 +415,27 @@ class _PendingInstance:
     def rows(self) -> int:
         """Frames this instance sends to the model."""
         return len(self.records)
+
+
+@contextlib.contextmanager
+def _audit_threads(pinned: bool) -> Iterator[None]:
+    """Run the model on one intra-op CPU thread in seeded (audit) runs.
+
+    Float reductions split over a different number of threads round differently, so a
+    seeded run would otherwise change by a grey level between a 2-thread process and a
+    1-CPU Ray actor. One thread makes seeded output the same on every backend.
+    """
+    import torch
+
+    if not pinned:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _runs_of_instances(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
