@@ -250,6 +250,27 @@ def _raw_contains(data: bytes, value: bytes, *, whole_uid: bool) -> bool:
     return False
 
 
+def _byte_and_name_leaks(
+    data: bytes,
+    path: Path,
+    output: Path,
+    found: _Identity,
+    raw_values: list[tuple[bytes, str]],
+) -> list[Leak]:
+    """Leaks in a file's raw bytes and in the names of the folders leading to it."""
+    where = path.relative_to(output).as_posix()
+    leaks = [
+        Leak("raw bytes", kind, where)
+        for value, kind in raw_values
+        if _raw_contains(data, value, whole_uid=kind == "uid")
+    ]
+    for part in path.relative_to(output).parts:
+        kind = _search_text(part, found, dates=False)
+        if kind:
+            leaks.append(Leak("file name", kind, where))
+    return leaks
+
+
 def verify_outputs(original: Path, output: Path, *, audit_log: Path | None = None) -> VerifyReport:
     """Check that no identifying value of ``original`` survives anywhere in ``output``.
 
@@ -299,24 +320,12 @@ def verify_outputs(original: Path, output: Path, *, audit_log: Path | None = Non
         header = path.read_bytes()
         pixel_tag = header.rfind(b"\xe0\x7f\x10\x00")  # (7FE0,0010): skip pixel bytes
         header = header[:pixel_tag] if pixel_tag > 0 else header
-        for value, kind in raw_values:
-            if _raw_contains(header, value, whole_uid=kind == "uid"):
-                report.leaks.append(Leak("raw bytes", kind, where))
-        for part in path.relative_to(output).parts:
-            kind = _search_text(part, found, dates=False)
-            if kind:
-                report.leaks.append(Leak("file name", kind, where))
+        report.leaks.extend(_byte_and_name_leaks(header, path, output, found, raw_values))
     for path in others:
         # Files that are not DICOM (logs, manifests, stray copies) must not leak either.
-        where = path.relative_to(output).as_posix()
-        data = path.read_bytes()
-        for value, kind in raw_values:
-            if _raw_contains(data, value, whole_uid=kind == "uid"):
-                report.leaks.append(Leak("raw bytes", kind, where))
-        for part in path.relative_to(output).parts:
-            kind = _search_text(part, found, dates=False)
-            if kind:
-                report.leaks.append(Leak("file name", kind, where))
+        report.leaks.extend(
+            _byte_and_name_leaks(path.read_bytes(), path, output, found, raw_values)
+        )
     if audit_log is not None and Path(audit_log).exists():
         text = Path(audit_log).read_text(encoding="utf-8", errors="replace")
         for line_no, line in enumerate(text.splitlines(), start=1):
