@@ -103,8 +103,11 @@ class PixelOptions:
         if self.seed is not None and self.seed < 0:
             raise ConfigError("seed must be a non-negative integer")
         if self.output_format != "dicom":
-            # NIfTI input and output are not implemented yet: refuse rather than ignore.
-            raise ConfigError("--format nifti is not available yet; only dicom is written")
+            # NIfTI output is chosen per run through cadp_med.nifti.NiftiOptions (the CLI's
+            # --format); the pixel stage itself always writes DICOM frames.
+            raise ConfigError(
+                "the pixel stage writes DICOM; NIfTI output is set with NiftiOptions (--format)"
+            )
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
         if not 0.0 <= float(self.temperature) <= 1.0:

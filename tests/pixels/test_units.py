@@ -28,7 +28,7 @@ from tests.conftest import SAMPLE_DATA, TEST_KEY, pydicom_data_file
         ({"release": "some"}, "release must be one of"),
         ({"epsilon": math.inf, "budget": "study"}, "finite eps"),
         ({"clip": -1.0}, "clip must be"),
-        ({"output_format": "nifti"}, "not available yet"),
+        ({"output_format": "nifti"}, "NIfTI output is set with NiftiOptions"),
         ({"temperature": 1.5}, "temperature must be in"),
     ],
 )
