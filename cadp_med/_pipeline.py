@@ -638,10 +638,8 @@ def _finish(
             logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
             outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
     if outcome.status in (audit_status.QUARANTINED, audit_status.BURNED_IN_QUARANTINED):
-        summary.quarantined += 1
-        reasons[outcome.reason or "unknown"] += 1
-        quarantine.put(outcome.path, outcome.reason or "unknown")
-        audit.record(outcome.path, outcome.status, reason=outcome.reason)
+        _quarantine_input(outcome.path, outcome.status, outcome.reason, quarantine, audit,
+                          summary, reasons)  # fmt: skip
         return
     pseudonyms = outcome.pseudonyms
     groups["patients"].add(pseudonyms.patient_id)
@@ -663,6 +661,22 @@ def _finish(
     )
 
 
+def _quarantine_input(
+    path: Path,
+    status: str,
+    reason: str | None,
+    quarantine: Quarantine,
+    audit: AuditLog,
+    summary: RunSummary,
+    reasons: Counter[str],
+) -> None:
+    """Copy one input to the quarantine, audit it and count its reason."""
+    summary.quarantined += 1
+    reasons[reason or "unknown"] += 1
+    quarantine.put(path, reason or "unknown")
+    audit.record(path, status, reason=reason)
+
+
 def _count_volume(
     volume: Any,
     quarantine: Quarantine,
@@ -673,10 +687,8 @@ def _count_volume(
 ) -> None:
     """Count one NIfTI volume (``cadp_med.nifti`` wrote and audited its outputs)."""
     if volume.status == audit_status.QUARANTINED:
-        summary.quarantined += 1
-        reasons[volume.reason or "unknown"] += 1
-        quarantine.put(volume.path, volume.reason or "unknown")
-        audit.record(volume.path, volume.status, reason=volume.reason)
+        _quarantine_input(volume.path, volume.status, volume.reason, quarantine, audit,
+                          summary, reasons)  # fmt: skip
         return
     summary.written += volume.written
     summary.skipped_done += volume.skipped_done
