@@ -33,3 +33,24 @@ def test_records_are_appended_and_hold_no_path(tmp_path: Path) -> None:
 def test_unknown_status_is_refused(tmp_path: Path) -> None:
     with AuditLog(tmp_path / "a.jsonl") as log, pytest.raises(ValueError):
         log.record(tmp_path / "x", "done")
+
+
+def test_fsync_is_grouped_and_every_line_is_readable_before_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from cadp_med.io import audit as audit_module
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(audit_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    log_path = tmp_path / "audit.jsonl"
+    log = AuditLog(log_path)
+    for index in range(audit_module.SYNC_EVERY + 1):
+        log.record(tmp_path / f"{index}.dcm", "written", output=f"out/{index}.dcm")
+        # Flushed at once: a killed process loses no line.
+        assert len(read_audit_log(log_path)) == index + 1
+    assert len(synced) == 1  # one fsync for the first SYNC_EVERY records
+    log.close()
+    assert len(synced) == 2  # and one at close
