@@ -255,23 +255,26 @@ class CINN(nn.Module):
             perm_index += 1
             return add(ff.Node(prev, fm.PermuteRandom, {"seed": seed}, name=name))
 
+        def couplings(prev: Any, subnet: Any, cond: Any, count: int, prefix: str) -> Any:
+            """``count`` conditioned coupling blocks, each followed by a fixed permutation."""
+            for block in range(count):
+                node = ff.Node(
+                    prev,
+                    block_cls,
+                    block_kwargs(subnet),
+                    conditions=cond,
+                    name=f"{prefix}block{block}",
+                )
+                prev = permute(add(node), f"{prefix}perm{block}")
+            return prev
+
         for stage in range(cfg.stages):
             res //= 2
             trunk = add(ff.Node(trunk, down_cls, {}, name=f"down{stage}"))
             cond = ff.ConditionNode(cfg.cond_dim, res, res, name=f"cond{stage}")
             cond_nodes.append(cond)
             self._cond_resolutions.append(res)
-            for block in range(cfg.blocks_per_stage):
-                trunk = add(
-                    ff.Node(
-                        trunk,
-                        block_cls,
-                        block_kwargs(conv_subnet),
-                        conditions=cond,
-                        name=f"stage{stage}_block{block}",
-                    )
-                )
-                trunk = permute(trunk, f"stage{stage}_perm{block}")
+            trunk = couplings(trunk, conv_subnet, cond, cfg.blocks_per_stage, f"stage{stage}_")
             split = add(ff.Node(trunk, fm.Split, {"dim": 0}, name=f"split{stage}"))
             outputs.append((f"stage{stage}", stage, (split, 1)))
             trunk = (split, 0)
@@ -280,17 +283,7 @@ class CINN(nn.Module):
             fc_cond = ff.ConditionNode(cfg.cond_dim, name="cond_fc")
             cond_nodes.append(fc_cond)
             self._cond_resolutions.append(None)
-            for block in range(cfg.fc_blocks):
-                trunk = add(
-                    ff.Node(
-                        trunk,
-                        block_cls,
-                        block_kwargs(fc_subnet),
-                        conditions=fc_cond,
-                        name=f"fc_block{block}",
-                    )
-                )
-                trunk = permute(trunk, f"fc_perm{block}")
+            trunk = couplings(trunk, fc_subnet, fc_cond, cfg.fc_blocks, "fc_")
         outputs.append(("fc" if cfg.fc_blocks else "trunk", cfg.stages, trunk))
         out_nodes = [ff.OutputNode(node, name=f"out_{name}") for name, _, node in outputs]
         # GraphINN orders its condition inputs as they appear in the node list.
