@@ -20,6 +20,7 @@ import numpy as np
 
 from cadp_med.errors import ConfigError, ModelError
 from cadp_med.model.conditions import ConditionSchema
+from cadp_med.training._augment import batch_augmenter
 from cadp_med.training.metrics import (
     BPD_CONVENTION,
     bits_per_dim,
@@ -107,6 +108,7 @@ def train_model(
     normalization: Mapping[str, Any] | None = None,
     sources: Sequence[str] = (),
     grad_clip: float = 10.0,
+    augmentation: Any = None,
 ) -> dict[str, Any]:
     """Train a cINN by maximum likelihood and save it with its model card.
 
@@ -140,6 +142,10 @@ def train_model(
         The imaging normaliser's description, stored opaque in the card.
     sources
         Names of the training sources for the card (no PHI: the caller chooses them).
+    augmentation
+        A :class:`~cadp_med.training._augment.Augmentation` applied on the fly to every
+        training batch (its anatomy rules read the ``region``, ``plane`` and ``contrast``
+        labels); ``None`` trains on the slices as they are.
 
     Returns
     -------
@@ -175,6 +181,7 @@ def train_model(
     c_all = torch.from_numpy(cond_np).to(device)
     x_tr, c_tr = x_all[train_idx], c_all[train_idx]
     x_ho, c_ho = x_all[held_idx], c_all[held_idx]
+    augment = batch_augmenter(augmentation, [train_meta[i] for i in train_idx])
     n_train = len(train_idx)
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = steps_per_epoch * epochs
@@ -193,6 +200,7 @@ def train_model(
         "n": int(x_np.shape[0]),
         "heldout_fraction": heldout_fraction,
         "split": split_rule,
+        "augmentation": augmentation.to_card() if augmentation is not None else None,
     }
     eval_seed = seed + _EVAL_NOISE_SEED_OFFSET
     start_epoch, history = 0, []
@@ -231,7 +239,7 @@ def train_model(
                 for group in optimizer.param_groups:
                     group["lr"] = _lr_at(step, total_steps, lr)
                 idx = order[batch_no * batch_size : (batch_no + 1) * batch_size].to(device)
-                xb = x_tr[idx]
+                xb = augment(x_tr[idx], idx, epoch, batch_no)
                 noise = torch.rand(xb.shape, generator=generator).to(device)
                 z, log_det = model.encode(xb + noise / 256.0, c_tr[idx])
                 bpd = bits_per_dim(nll_nats(z, log_det), z.shape[1])
@@ -294,7 +302,7 @@ def train_model(
             "batch_size": batch_size,
             "lr": lr,
             "optimizer": f"Adam, cosine decay per step to 1% of lr, grad-norm clip {grad_clip:g}",
-            "augmentation": "none",
+            "augmentation": augmentation.to_card() if augmentation is not None else "none",
             "dequantization": BPD_CONVENTION,
             "device": device.split(":")[0],
             "history": history,
