@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cadp_med.model._region import body_region
+
 if TYPE_CHECKING:
     from cadp_med.model.conditions import ConditionSchema
 
@@ -194,8 +196,9 @@ def metadata_from_dataset(
     -------
     dict
         Keys ``modality``, ``contrast``, ``plane``, ``slice_pos``, ``species``,
-        ``age_band``, ``view``, ``body_part``, plus one per ``dicom:<Keyword>`` field of
-        ``schema``.  Absent information is ``None``.
+        ``age_band``, ``view``, ``body_part``, ``region`` (a label of
+        :func:`cadp_med.model._region.body_region`), plus one per ``dicom:<Keyword>``
+        field of ``schema``.  Absent information is ``None``.
     """
     tables = schema.tables if schema is not None and schema.tables else None
     tables = tables or default_schema_json()["tables"]
@@ -224,6 +227,7 @@ def metadata_from_dataset(
         "age_band": age_band(ds.get("PatientAge"), tables),
         "view": text("ViewPosition"),
         "body_part": text("BodyPartExamined"),
+        "region": body_region(ds, tables.get("region")),
     }
     for fld in schema.fields if schema is not None else ():
         if fld.source.startswith("dicom:") and fld.name not in out:

@@ -12,6 +12,8 @@ A schema is data (JSON), a list of fields::
 ``derived:slice_pos``      normalised position of the slice along the series normal, 0..1
 ``derived:age_band``       a band of PatientAge (bands in the schema's ``tables``)
 ``derived:modality_contrast``  CT, MR-T1, ... from ``modality`` and ``contrast``
+``derived:region``         body region (head, spine, ...) from Anatomic Region Sequence codes,
+                           Body Part Examined or the descriptions (``schemas/regions.json``)
 ``meta:<key>``             a key of the metadata dict that ``cadp_med.imaging`` produces
 ``csv:<column>``           a column of a CSV sidecar keyed by pseudonymous ID, merged into
                            the metadata dict by the caller (see :func:`merge_sidecar`)
@@ -44,10 +46,11 @@ from cadp_med.model._derive import (
     plane_from_orientation,
     position_along_normal,
 )
+from cadp_med.model._region import body_region, region_tables
 
 UNKNOWN = "unknown"
 _ENCODINGS = ("onehot", "number")
-_DERIVED = ("plane", "slice_pos", "age_band", "modality_contrast")
+_DERIVED = ("plane", "slice_pos", "age_band", "modality_contrast", "region")
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ class ConditionSchema:
     def _raw_value(self, fld: ConditionField, metadata: Mapping[str, Any]) -> Any:
         value = metadata.get(fld.name)
         kind = fld.source.partition(":")[0]
-        if value is None and kind in ("meta", "csv"):
+        if value is None and (kind in ("meta", "csv") or fld.source == "derived:region"):
             value = metadata.get(fld.source_key)
         if fld.source == "derived:modality_contrast":
             value = modality_contrast(
@@ -277,7 +280,8 @@ def default_schema(names: Sequence[str] | None = None) -> ConditionSchema:
     """The shipped default schema, or the named fields of it (in the given order).
 
     ``names`` may also pick the default file's ``optional_fields`` (species, age_band, view,
-    body_part).
+    body_part, region). With ``region`` the schema's tables carry the region table
+    (``tables["region"]``), so a model card records exactly how its regions were derived.
     """
     data = default_schema_json()
     if names is None:
@@ -287,9 +291,10 @@ def default_schema(names: Sequence[str] | None = None) -> ConditionSchema:
     if unknown:
         raise ModelError(f"unknown condition field(s) {unknown}; choose from {sorted(available)}")
     fields = [available[n] for n in names]
-    return ConditionSchema.from_dict(
-        {"name": "default", "fields": fields, "tables": data["tables"]}
-    )
+    tables = dict(data["tables"])
+    if any(f["source"] == "derived:region" for f in fields):
+        tables["region"] = region_tables()
+    return ConditionSchema.from_dict({"name": "default", "fields": fields, "tables": tables})
 
 
 def read_csv_sidecar(path: str | Path, *, id_column: str = "id") -> dict[str, dict[str, str]]:
@@ -314,6 +319,7 @@ __all__ = [
     "ConditionField",
     "ConditionSchema",
     "age_band",
+    "body_region",
     "default_schema",
     "merge_sidecar",
     "metadata_from_dataset",
