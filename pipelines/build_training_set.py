@@ -5,10 +5,21 @@ Usage::
     python pipelines/build_training_set.py --size 128 -o .work/trainset_128.npz
 
 Sources (see /work/shared/DATA.md): Debian ``mricron-data``, ``invesalius-examples`` and
-``insighttoolkit5-examples``; the wheels of nilearn, dipy and nibabel. A missing source is
-reported with the command that installs it and the build goes on with the others. Wheels
-need not be installed: ``pip download --no-deps nilearn dipy -d .work/wheels`` is enough,
-the files are read straight from the wheel.
+``insighttoolkit5-examples``; the wheels of nilearn, dipy and nibabel; the real clinical
+DICOM images of pydicom-data (CT head, MR shoulder, MR abdomen, CR chest, CR extremity)
+and pydicom's own test files (CT_small, MR_small, the dicomdirtests series). A missing
+source is reported with the command that installs it and the build goes on with the
+others. Wheels need not be installed: ``pip download --no-deps nilearn dipy -d
+.work/wheels`` is enough, the files are read straight from the wheel.
+
+Labels: every slice gets ``modality``/``contrast``, ``plane``, ``slice_pos``, ``species``
+and ``region`` (the body region: head, neck, chest, abdomen, pelvis, spine, upper-limb,
+lower-limb, whole-body). DICOM slices get modality, contrast, plane and slice position
+from their headers through the same reader that ``anonymize`` uses, so training labels
+and inference conditions agree; region is stated per source below (checked by eye).
+The output's ``provenance`` carries the exact data list (package, file, licence, counts)
+and the counts per condition value and per domain (contrast x region x plane), for the
+model card.
 
 Licences: everything is BSD/MIT/Apache except the InVesalius head CT (GPL-2), which is
 read at build time only. The output .npz holds slices of it, so it is never committed
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 import tarfile
 import tempfile
@@ -57,6 +69,14 @@ MRICRON = Path("/usr/share/mricron/templates")
 ITK_DATA = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 APT = "apt-get update && apt-get install -y {}"
+#: Body regions used as the ``region`` label (the vocabulary of the condition schema).
+REGIONS = (
+    "head", "neck", "chest", "abdomen", "pelvis", "spine", "upper-limb", "lower-limb",
+    "whole-body",
+)  # fmt: skip
+#: DICOM images smaller than this (pixels, either side) are skipped by default: the
+#: dicomdirtests series are 16x16 thumbnails that would teach the model blur.
+MIN_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -64,13 +84,16 @@ class Source:
     """One real image file and its honest labels."""
 
     id: str
-    kind: str  # "nifti", "png", "npy" or "inv3"
+    kind: str  # "nifti", "png", "npy", "inv3" or "dicom" (a file or a folder of files)
     locate: Callable[[Path], Path | None]
     install: str
     licence: str
-    contrast: str
+    contrast: str  # for "dicom": read from the header; the value here is only documentation
     plane: str | None = None  # 2D images only
     species: str = "human"
+    region: str = "head"
+    package: str = ""
+    member: str = ""
     axes: tuple[int, ...] = (0, 1, 2)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +121,74 @@ def _in_package(package: str, member: str, wheels: Path) -> Callable[[Path], Pat
         return None
 
     return locate
+
+
+def _package_data(package: str, member: str) -> Callable[[Path], Path | None]:
+    """A file or folder inside an installed package (never downloaded: pydicom's data
+    manager would try the network for a missing file)."""
+
+    def locate(_cache: Path) -> Path | None:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        candidate = Path(next(iter(spec.submodule_search_locations))) / member
+        return candidate if candidate.exists() else None
+
+    return locate
+
+
+def dicom_sources() -> list[Source]:
+    """Real DICOM images from pydicom-data and pydicom (MIT); the uncompressed variant of
+    each (the compressed copies hold the same pixels)."""
+    pdd = "pip install pydicom-data"
+    pyd = "pip install pydicom"
+    tests = "data/test_files/"
+    dirs = tests + "dicomdirtests/"
+
+    def pdd_file(member: str) -> Callable[[Path], Path | None]:
+        return _package_data("data_store", "data/" + member)
+
+    return [
+        Source("pydicom-data-ct-head", "dicom", pdd_file("693_UNCR.dcm"), pdd, "MIT", "CT",
+               region="head", package="pydicom-data", member="693_UNCR.dcm"),
+        Source("pydicom-data-ct-head-enhanced", "dicom", pdd_file("eCT_Supplemental.dcm"),
+               pdd, "MIT", "CT", region="head", package="pydicom-data",
+               member="eCT_Supplemental.dcm"),
+        Source("pydicom-data-mr-shoulder", "dicom", pdd_file("MR2_UNCR.dcm"), pdd, "MIT",
+               "MR-T1", region="upper-limb", package="pydicom-data", member="MR2_UNCR.dcm"),
+        Source("pydicom-data-mr-abdomen", "dicom",
+               pdd_file("MR-SIEMENS-DICOM-WithOverlays.dcm"), pdd, "MIT", "MR-T1",
+               region="abdomen", package="pydicom-data",
+               member="MR-SIEMENS-DICOM-WithOverlays.dcm"),
+        Source("pydicom-data-mr-head-enhanced", "dicom", pdd_file("emri_small.dcm"), pdd,
+               "MIT", "MR-other", region="head", package="pydicom-data",
+               member="emri_small.dcm"),
+        Source("pydicom-data-cr-chest", "dicom", pdd_file("RG1_UNCR.dcm"), pdd, "MIT", "CR",
+               region="chest", package="pydicom-data", member="RG1_UNCR.dcm"),
+        # Distal tibia (the study is of a fibroma there).
+        Source("pydicom-data-cr-extremity", "dicom", pdd_file("RG3_UNCR.dcm"), pdd, "MIT",
+               "CR", region="lower-limb", package="pydicom-data", member="RG3_UNCR.dcm"),
+        # A small field of view centred on a thoracic vertebra.
+        Source("pydicom-ct-small", "dicom", _package_data("pydicom", tests + "CT_small.dcm"),
+               pyd, "MIT", "CT", region="spine", package="pydicom",
+               member=tests + "CT_small.dcm"),
+        # Anatomy not identifiable with confidence: region left unknown.
+        Source("pydicom-mr-small", "dicom", _package_data("pydicom", tests + "MR_small.dcm"),
+               pyd, "MIT", "MR-T2", region="unknown", package="pydicom",
+               member=tests + "MR_small.dcm"),
+        Source("pydicom-dicomdir-cr-cspine", "dicom",
+               _package_data("pydicom", dirs + "77654033/CR1"), pyd, "MIT", "CR",
+               region="spine", package="pydicom", member=dirs + "77654033/CR1"),
+        Source("pydicom-dicomdir-ct-brain", "dicom",
+               _package_data("pydicom", dirs + "77654033/CT2"), pyd, "MIT", "CT",
+               region="head", package="pydicom", member=dirs + "77654033/CT2"),
+        Source("pydicom-dicomdir-ct-cardiac", "dicom",
+               _package_data("pydicom", dirs + "98892001/CT5N"), pyd, "MIT", "CT",
+               region="chest", package="pydicom", member=dirs + "98892001/CT5N"),
+        Source("pydicom-dicomdir-mr-brain-localizer", "dicom",
+               _package_data("pydicom", dirs + "98892003/MR2"), pyd, "MIT", "MR-other",
+               region="head", package="pydicom", member=dirs + "98892003/MR2"),
+    ]  # fmt: skip
 
 
 def sources(wheels: Path) -> list[Source]:
@@ -141,6 +232,7 @@ def sources(wheels: Path) -> list[Source]:
         Source("nibabel-anatomical-t1", "nifti",
                _in_package("nibabel", nib + "anatomical.nii", wheels),
                pip.format("nibabel"), "MIT", "MR-T1"),
+        *dicom_sources(),
     ]  # fmt: skip
 
 
@@ -149,8 +241,65 @@ def _labels(source: Source) -> dict[str, Any]:
         "modality": source.contrast.split("-")[0],
         "contrast": source.contrast,
         "species": source.species,
+        "region": source.region,
         "source": source.id,
     }
+
+
+_DICOM_LABELS = ("modality", "contrast", "plane", "slice_pos")
+
+
+def _read_dicom(path: Path, source: Source, min_side: int) -> tuple[list[Any], int]:
+    """(groups of records, one per series; skipped-thumbnail count) of a DICOM source.
+
+    Labels come from the header through ``slices_from_dicom_series``, the reader the
+    pixel stage uses. MONOCHROME1 images are negated in modality units, which after the
+    percentile window is the ``1 - x`` the pixel stage applies: the model always sees
+    bright = dense.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from cadp_med.imaging import slices_from_dicom_series
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    series: dict[str, list[Any]] = {}
+    order: list[str] = []
+    skipped = 0
+    for file in files:
+        try:
+            ds = pydicom.dcmread(file)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "PixelData" not in ds:
+            continue
+        if min(int(ds.Rows), int(ds.Columns)) < min_side:
+            skipped += 1
+            continue
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if uid not in series:
+            order.append(uid)
+        series.setdefault(uid, []).append(ds)
+    groups = []
+    for k, uid in enumerate(order):
+        records = slices_from_dicom_series(series[uid])
+        series_id = source.id if len(order) == 1 else f"{source.id}-{k}"
+        for record in records:
+            if record.metadata.get("photometric", "").upper() == "MONOCHROME1":
+                record.pixels = -record.pixels
+            if min(record.spacing) <= 0:  # e.g. PixelSpacing 0\0 in the CR chest
+                record.spacing = (1.0, 1.0)
+            keep = {key: record.metadata[key] for key in _DICOM_LABELS}
+            record.metadata = {
+                **keep,
+                "species": source.species,
+                "region": source.region,
+                "source": source.id,
+                "slice_index": int(record.metadata["instance"]),
+                "frame": int(record.metadata["frame"]),
+            }
+        groups.append((series_id, records))
+    return groups, skipped
 
 
 def _read_cranium(path: Path, source: Source, min_foreground: float) -> Iterator[SliceRecord]:
@@ -187,15 +336,18 @@ def _read_2d(path: Path, source: Source) -> Iterator[SliceRecord]:
 
 
 def read_source(path: Path, source: Source, min_foreground: float) -> list[SliceRecord]:
-    """All informative slices of one source."""
+    """All informative slices of one volume or 2D image source (not "dicom")."""
     if source.kind == "nifti":
-        return list(
+        records = list(
             slices_from_nifti(
                 path, axes=source.axes, modality=source.contrast.split("-")[0],
                 contrast=source.contrast, species=source.species,
                 min_foreground=min_foreground, source=source.id,
             )
         )  # fmt: skip
+        for record in records:
+            record.metadata["region"] = source.region
+        return records
     if source.kind == "inv3":
         return list(_read_cranium(path, source, min_foreground))
     return list(_read_2d(path, source))
@@ -217,27 +369,72 @@ def split_flags(metadata: list[dict[str, Any]]) -> list[str]:
     return flags
 
 
-def build(size: int, output: Path, wheels: Path, exclude: set[str], min_foreground: float) -> int:
+def _data_entry(source: Source, path: Path, slices: int) -> dict[str, Any]:
+    """One row of the data list: where the file comes from, its licence, its labels."""
+    package = source.package or _package_of(source)
+    member = source.member or path.name
+    return {
+        "id": source.id,
+        "package": package,
+        "file": member,
+        "licence": source.licence,
+        "slices": slices,
+        "contrast": source.contrast,
+        "region": source.region,
+        "species": source.species,
+    }
+
+
+def _package_of(source: Source) -> str:
+    install = source.install
+    if "apt-get" in install:
+        return "debian:" + install.split()[-1]
+    return "pypi:" + install.split()[2]
+
+
+def build(
+    size: int,
+    output: Path,
+    wheels: Path,
+    exclude: set[str],
+    min_foreground: float,
+    min_side: int = MIN_SIDE,
+) -> int:
     started = time.perf_counter()
     normalizer = Normalizer()
     parts: list[Any] = []  # one SliceSet per source, so only one volume's slices are in memory
     used: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     missing = 0
     with tempfile.TemporaryDirectory(prefix="cadp-trainset-") as cache:
         for source in sources(wheels):
             if source.id in exclude:
                 print(f"  skip   {source.id:30s} (excluded)")
+                skipped.append({"id": source.id, "reason": "--exclude"})
                 continue
             path = source.locate(Path(cache))
             if path is None:
                 missing += 1
                 print(f"  MISSING {source.id:29s} install with: {source.install}")
+                skipped.append({"id": source.id, "reason": "not installed"})
                 continue
-            records = read_source(path, source, min_foreground)
-            print(f"  read   {source.id:30s} {len(records):5d} slices  [{source.licence}]")
-            parts.append(build_slice_set([(source.id, records)], size=size, normalizer=normalizer))
-            used.append({"id": source.id, "licence": source.licence, "slices": len(records)})
-            del records
+            if source.kind == "dicom":
+                groups, thumbnails = _read_dicom(path, source, min_side)
+                if thumbnails:
+                    print(f"  skip   {source.id:30s} {thumbnails} image(s) below {min_side} px")
+                    skipped.append(
+                        {"id": source.id, "reason": f"{thumbnails} image(s) smaller than "
+                         f"--min-side {min_side} pixels"}
+                    )  # fmt: skip
+            else:
+                groups = [(source.id, read_source(path, source, min_foreground))]
+            count = sum(len(records) for _, records in groups)
+            if not count:
+                continue
+            print(f"  read   {source.id:30s} {count:5d} slices  [{source.licence}]")
+            parts.append(build_slice_set(groups, size=size, normalizer=normalizer))
+            used.append(_data_entry(source, path, count))
+            del groups
     if not parts:
         print("no source found; install the packages listed above", file=sys.stderr)
         return 2
@@ -255,7 +452,11 @@ def build(size: int, output: Path, wheels: Path, exclude: set[str], min_foregrou
         "builder": "pipelines/build_training_set.py",
         "size": size,
         "min_foreground": min_foreground,
+        "min_side": min_side,
         "sources": used,
+        "skipped": skipped,
+        "counts": condition_counts(slice_set.metadata),
+        "domains": domain_counts(slice_set.metadata),
         "split_rule": (
             f"per (source, axis): slice_index // {BLOCK} is a block; a block is held out "
             f"when Generator(SeedSequence([{SEED}, crc32('source/axis/block')])).random() "
@@ -269,12 +470,40 @@ def build(size: int, output: Path, wheels: Path, exclude: set[str], min_foregrou
     return 0
 
 
+_COUNTED = ("contrast", "plane", "region", "species", "split")
+
+
+def condition_counts(metadata: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Slices per value of each label, over all slices and over the training split."""
+    out: dict[str, dict[str, int]] = {}
+    for key in _COUNTED:
+        out[key] = dict(sorted(Counter(str(m.get(key)) for m in metadata).items()))
+    return out
+
+
+def domain_key(meta: dict[str, Any]) -> str:
+    """The domain of a slice: ``contrast x region x plane``."""
+    return f"{meta.get('contrast')} x {meta.get('region')} x {meta.get('plane')}"
+
+
+def domain_counts(metadata: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Slices per domain, all and training split only, largest first."""
+    total = Counter(domain_key(m) for m in metadata)
+    train = Counter(domain_key(m) for m in metadata if m.get("split") != "heldout")
+    return {
+        key: {"slices": total[key], "train": train[key]}
+        for key, _ in sorted(total.items(), key=lambda item: (-item[1], item[0]))
+    }
+
+
 def _summary(slice_set: SliceSet, output: Path, seconds: float) -> None:
     print(f"\n{len(slice_set)} slices, {slice_set.size}x{slice_set.size}, "
           f"{output.stat().st_size / 2**20:.1f} MiB at {output}, {seconds:.0f} s")  # fmt: skip
-    for key in ("contrast", "plane", "species", "split", "source"):
-        counts = Counter(str(m[key]) for m in slice_set.metadata)
-        print(f"  {key:8s} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    for key, counts in slice_set.provenance["counts"].items():
+        print(f"  {key:8s} " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    print("  domains (contrast x region x plane: slices / train):")
+    for key, counts in slice_set.provenance["domains"].items():
+        print(f"    {key:34s} {counts['slices']:5d} / {counts['train']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,8 +529,26 @@ def main(argv: list[str] | None = None) -> int:
         default=0.05,
         help="skip slices with a smaller fraction of foreground voxels",
     )
+    parser.add_argument(
+        "--min-side",
+        type=int,
+        default=MIN_SIDE,
+        help="skip DICOM images with fewer pixels than this on a side (thumbnails)",
+    )
+    parser.add_argument(
+        "--data-list",
+        type=Path,
+        default=None,
+        help="also write the data list and counts (provenance) as JSON here",
+    )
     args = parser.parse_args(argv)  # fmt: skip
-    return build(args.size, args.output, args.wheels, set(args.exclude), args.min_foreground)
+    code = build(
+        args.size, args.output, args.wheels, set(args.exclude), args.min_foreground, args.min_side
+    )
+    if code == 0 and args.data_list is not None:
+        provenance = SliceSet.load(args.output).provenance
+        args.data_list.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return code
 
 
 if __name__ == "__main__":

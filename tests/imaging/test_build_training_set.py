@@ -70,3 +70,60 @@ def test_split_is_deterministic_and_blockwise(builder) -> None:  # type: ignore[
     held = np.mean([f == "heldout" for f in flags])
     assert 0.05 < held < 0.3
     assert builder.split_flags([{"source": "png", "slice_index": 0}]) == ["train"]
+
+
+def _only(builder, tmp_path: Path, keep: set[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    return [a for s in builder.sources(tmp_path) if s.id not in keep for a in ("--exclude", s.id)]
+
+
+def test_dicom_sources_get_header_labels_and_a_region(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    keep = {"pydicom-ct-small", "pydicom-mr-small", "pydicom-dicomdir-ct-brain"}
+    out = tmp_path / "dicom.npz"
+    args = ["--size", "32", "-o", str(out), "--wheels", str(tmp_path)]
+    args += _only(builder, tmp_path, keep)
+    assert builder.main(args) == 0
+    slice_set = SliceSet.load(out)
+    by_source = {m["source"]: m for m in slice_set.metadata}
+    # The 16x16 dicomdirtests thumbnails are below the default --min-side.
+    assert set(by_source) == {"pydicom-ct-small", "pydicom-mr-small"}
+    ct, mr = by_source["pydicom-ct-small"], by_source["pydicom-mr-small"]
+    labels = (ct["contrast"], ct["plane"], ct["region"], ct["slice_pos"])
+    assert labels == ("CT", "axial", "spine", 0.5)
+    assert (mr["contrast"], mr["region"]) == ("MR-T2", "unknown")  # TR 4000 ms, TE 240 ms
+    assert {m["split"] for m in slice_set.metadata} == {"train"}
+    prov = slice_set.provenance
+    assert [s["id"] for s in prov["sources"]] == ["pydicom-ct-small", "pydicom-mr-small"]
+    assert prov["sources"][0]["package"] == "pydicom" and prov["sources"][0]["licence"] == "MIT"
+    assert prov["sources"][0]["file"].endswith("CT_small.dcm")
+    assert prov["domains"]["CT x spine x axial"] == {"slices": 1, "train": 1}
+    assert prov["counts"]["region"] == {"spine": 1, "unknown": 1}
+    skipped = {s["id"]: s["reason"] for s in prov["skipped"]}
+    assert "smaller than --min-side 32" in skipped["pydicom-dicomdir-ct-brain"]
+
+
+def test_min_side_lets_thumbnails_in_with_their_series_order(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "thumbs.npz"
+    args = ["--size", "16", "-o", str(out), "--wheels", str(tmp_path), "--min-side", "16"]
+    args += _only(builder, tmp_path, {"pydicom-dicomdir-ct-brain"})
+    assert builder.main(args) == 0
+    metadata = SliceSet.load(out).metadata
+    assert len(metadata) == 4
+    assert {(m["contrast"], m["plane"], m["region"]) for m in metadata} == {("CT", "axial", "head")}
+    assert sorted(m["slice_pos"] for m in metadata) == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])
+
+
+def test_volume_slices_carry_region_and_domain_counts(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "vol.npz"
+    data_list = tmp_path / "data.json"
+    args = ["--size", "16", "-o", str(out), "--data-list", str(data_list)]
+    args += ["--wheels", str(tmp_path), *_only(builder, tmp_path, {"nibabel-anatomical-t1"})]
+    assert builder.main(args) == 0
+    metadata = SliceSet.load(out).metadata
+    assert {m["region"] for m in metadata} == {"head"}
+    import json
+
+    prov = json.loads(data_list.read_text())
+    assert sum(d["slices"] for d in prov["domains"].values()) == len(metadata) == 99
+    assert prov["domains"]["MR-T1 x head x coronal"]["slices"] == 41
+    train = sum(m["split"] == "train" for m in metadata)
+    assert sum(d["train"] for d in prov["domains"].values()) == train
