@@ -6,12 +6,17 @@ clip=True)``; for non-CT images the window is the ``[p0.5, p99.5]`` percentile r
 so that slices of one series share one scale. The window numbers are kept explicitly
 (MONAI's transforms do not return them) because the inverse needs them.
 
-Privacy note: a percentile window is derived from the image. It is released unnoised with
-the output, like the conditions; it is two numbers per series.
+Privacy note: :meth:`Normalizer.fit` computes exact percentiles, an image statistic. The
+privatizing pixel stage uses it only at eps = inf (NOT DP); for a DP run it takes the
+fixed window of an absolute-unit modality (``data/fixed_windows.json``, or the model
+card's) or estimates the window with the DP median of ``cadp_med.privacy._window``.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import pkgutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,8 +24,17 @@ import numpy as np
 
 from cadp_med.errors import ConfigError
 
-_DEFAULT_FIXED = {"CT": (-1024.0, 3071.0)}
 _DEFAULT_PERCENTILES = (0.5, 99.5)
+
+
+@functools.lru_cache(maxsize=1)
+def packaged_fixed_windows() -> dict[str, tuple[float, float]]:
+    """Modality code → ``(low, high)`` of the absolute-unit modalities (``data/``, cached)."""
+    raw = pkgutil.get_data("cadp_med.imaging", "data/fixed_windows.json")
+    if raw is None:  # pragma: no cover - a broken installation
+        raise ConfigError("the packaged fixed-window table is missing")
+    table = json.loads(raw.decode("utf-8"))["windows"]
+    return {key: (float(row["low"]), float(row["high"])) for key, row in table.items()}
 
 
 def _modality_key(modality: str | None) -> str:
@@ -34,8 +48,8 @@ class Normalizer:
     Parameters
     ----------
     fixed_windows : mapping, optional
-        Modality code → ``(low, high)`` in modality units. Default ``{"CT": (-1024, 3071)}``
-        (the 12-bit HU range: air to dense bone/metal).
+        Modality code → ``(low, high)`` in modality units. Default: the packaged table
+        :func:`packaged_fixed_windows` (CT -1024..3071 HU, the 12-bit HU range).
     percentiles : tuple of float, optional
         Lower and upper percentile for every other modality. Default ``(0.5, 99.5)``.
 
@@ -50,7 +64,7 @@ class Normalizer:
         fixed_windows: Mapping[str, tuple[float, float]] | None = None,
         percentiles: tuple[float, float] = _DEFAULT_PERCENTILES,
     ) -> None:
-        windows = dict(_DEFAULT_FIXED if fixed_windows is None else fixed_windows)
+        windows = dict(packaged_fixed_windows() if fixed_windows is None else fixed_windows)
         self.fixed_windows: dict[str, tuple[float, float]] = {}
         for modality, (low, high) in windows.items():
             if not float(high) > float(low):
@@ -70,6 +84,23 @@ class Normalizer:
         except (KeyError, TypeError, IndexError) as exc:
             raise ConfigError("invalid normalizer spec") from exc
         return cls(fixed_windows=fixed, percentiles=percentiles)
+
+    def with_packaged_windows(self) -> Normalizer:
+        """A copy that adds the packaged fixed windows for modalities this one lacks.
+
+        A model card's own windows take precedence; the table fills in only where the
+        card has none, so an absolute-unit modality never spends privacy budget.
+        """
+        merged = {**packaged_fixed_windows(), **self.fixed_windows}
+        return Normalizer(fixed_windows=merged, percentiles=self.percentiles)
+
+    def fixed_window(self, modality: str | None) -> dict[str, Any] | None:
+        """The fixed window of ``modality`` ("MR-T1" uses the "MR" rule), or None."""
+        key = _modality_key(modality)
+        if key not in self.fixed_windows:
+            return None
+        low, high = self.fixed_windows[key]
+        return {"low": low, "high": high, "method": "fixed", "modality": key}
 
     def to_spec(self) -> dict[str, Any]:
         """JSON-ready description for the model card."""
@@ -100,9 +131,9 @@ class Normalizer:
         """
         values, inferred = _collect(volume_or_slices)
         key = _modality_key(modality if modality is not None else inferred)
-        if key in self.fixed_windows:
-            low, high = self.fixed_windows[key]
-            return {"low": low, "high": high, "method": "fixed", "modality": key}
+        fixed = self.fixed_window(key)
+        if fixed is not None:
+            return fixed
         if values.size == 0:
             raise ConfigError("cannot fit a window to an empty series")
         low, high = (float(v) for v in np.percentile(values, self.percentiles))

@@ -27,6 +27,7 @@ _LAZY = {
     "per_slice": "accounting",
     "study_total": "accounting",
     "split_budget": "accounting",
+    "split_window": "accounting",
     "randomized_response": "accounting",
     "PrivacyReport": "report",
     "privacy_report": "report",

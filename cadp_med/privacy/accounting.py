@@ -60,14 +60,49 @@ def _composition(method: Composition | str) -> Composition:
     raise PrivacyError(f"invalid composition method; valid choices are {choices}")
 
 
-def per_slice(config: MechanismConfig) -> tuple[float, float]:
+def per_slice(config: MechanismConfig, window_epsilon: float = 0.0) -> tuple[float, float]:
     """(epsilon, delta) of one slice, including randomized response on conditions.
 
-    Returns ``(inf, delta)`` for a configuration without noise (NOT DP); delta is 0.0
-    for the pure Laplace mechanism.
+    ``window_epsilon`` is the slice's share spent on its series' DP intensity window
+    (:func:`split_window`; pure DP, so it adds to epsilon only). Returns ``(inf, delta)``
+    for a configuration without noise (NOT DP); delta is 0.0 for the pure Laplace
+    mechanism.
     """
-    eps = config.epsilon + (config.condition_rr_epsilon or 0.0)
+    eps = config.epsilon + (config.condition_rr_epsilon or 0.0) + _window_eps(window_epsilon)
     return eps, (config.delta or 0.0)
+
+
+def _window_eps(value: float) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise PrivacyError("window_epsilon must be a finite number >= 0")
+    return float(value)
+
+
+def split_window(config: MechanismConfig, share: float) -> tuple[MechanismConfig, float]:
+    """Spend ``share`` of a slice's epsilon on its series' intensity window.
+
+    The slice's total (mechanism plus randomized response) stays what it was: the window
+    gets ``share * total`` and the mechanism and randomized response keep ``1 - share`` of
+    theirs, so ``per_slice(latent, window) == per_slice(config)``. A configuration without
+    noise (NOT DP) or a share of 0 spends nothing on the window.
+
+    Returns
+    -------
+    tuple
+        ``(latent config, window epsilon)``.
+    """
+    if not (isinstance(share, int | float) and 0.0 <= share < 1.0):
+        raise PrivacyError("the window share must be in [0, 1)")
+    if share == 0.0 or not config.is_dp:
+        return config, 0.0
+    total = per_slice(config)[0]
+    rr = config.condition_rr_epsilon
+    latent = dataclasses.replace(
+        config,
+        epsilon=config.epsilon * (1.0 - share),
+        condition_rr_epsilon=None if rr is None else rr * (1.0 - share),
+    )
+    return latent, total - per_slice(latent)[0]
 
 
 def _rho_per_slice(config: MechanismConfig) -> float:
@@ -99,6 +134,7 @@ def study_total(
     method: Composition | str = "basic",
     *,
     target_delta: float | None = None,
+    window_epsilon: float = 0.0,
 ) -> tuple[float, float]:
     """(epsilon, delta) of a study of ``n_slices`` slices, each privatized by ``config``.
 
@@ -115,6 +151,11 @@ def study_total(
     target_delta : float, optional
         The delta of the zcdp / rdp conversion; defaults to the per-slice delta of a
         Gaussian config and is required for Laplace.  Ignored by ``basic``.
+    window_epsilon : float
+        Each slice's epsilon spent on its series' DP window (pure DP). It adds
+        ``k * window_epsilon`` to every method's total: replacing all m sampled slices
+        of a series moves its window by at most m eps_w (group privacy), which is not
+        the sum of m independent releases, so zcdp / rdp are not applied to it.
 
     Returns
     -------
@@ -125,9 +166,10 @@ def study_total(
     method = _composition(method)
     if not isinstance(n_slices, int) or isinstance(n_slices, bool) or n_slices < 1:
         raise PrivacyError("n_slices must be an integer >= 1")
+    window = n_slices * _window_eps(window_epsilon)
     eps, delta = per_slice(config)
     if method is Composition.BASIC:
-        return n_slices * eps, min(1.0, n_slices * delta)
+        return n_slices * eps + window, min(1.0, n_slices * delta)
     if target_delta is None:
         if config.delta is None:
             raise PrivacyError(f"{method.value} composition of a pure mechanism needs target_delta")
@@ -139,10 +181,10 @@ def study_total(
     log_inv_delta = math.log(1.0 / target_delta)
     if method is Composition.ZCDP:
         rho = n_slices * _rho_per_slice(config)
-        return rho + 2.0 * math.sqrt(rho * log_inv_delta), target_delta
+        return rho + 2.0 * math.sqrt(rho * log_inv_delta) + window, target_delta
     alpha = np.asarray(RDP_ORDERS)
     curve = n_slices * _rdp_per_slice(config, alpha)
-    return float(np.min(curve + log_inv_delta / (alpha - 1.0))), target_delta
+    return float(np.min(curve + log_inv_delta / (alpha - 1.0))) + window, target_delta
 
 
 def split_budget(
@@ -239,5 +281,6 @@ __all__ = [
     "randomized_response",
     "rr_keep_probability",
     "split_budget",
+    "split_window",
     "study_total",
 ]
