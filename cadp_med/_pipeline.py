@@ -90,6 +90,12 @@ class AnonymizeOptions:
     decode_isolation : {"process", "inline"}
         Decode compressed pixel data in a worker process (a native decoder crash
         or hang quarantines that file only) or in this process (benchmarks).
+    validate_pixels : {"structure", "decode"}
+        How ``keep`` and ``blank`` check pixel data: ``"structure"`` from the bytes
+        only (length against the geometry, encapsulation items and frame count;
+        nothing decoded, large data copied from the input file in chunks),
+        ``"decode"`` also decodes them (quarantining what no decoder reads).
+        ``privatize`` always decodes.
     lock : bool
         Hold ``OUT/.cadp-med.lock`` for the run, refusing a second run on the same
         output. The batch runner passes False: it holds its own lock and runs
@@ -108,6 +114,7 @@ class AnonymizeOptions:
     limits: ResourceLimits = DEFAULT_LIMITS
     decode_isolation: Literal["process", "inline"] = "process"
     lock: bool = True
+    validate_pixels: Literal["structure", "decode"] = "structure"
 
     def __post_init__(self) -> None:
         if self.pixels not in _PIXEL_MODES:
@@ -116,6 +123,8 @@ class AnonymizeOptions:
             raise ConfigError("workers must be at least 1")
         if self.decode_isolation not in ("process", "inline"):
             raise ConfigError("decode_isolation must be one of process, inline")
+        if self.validate_pixels not in ("structure", "decode"):
+            raise ConfigError("validate_pixels must be one of structure, decode")
 
 
 @dataclass
@@ -249,11 +258,15 @@ class _FileJob:
         from cadp_med.deid import burned_in_reason
 
         options = self.options
+        # Only the model needs the image; keep and blank check the bytes (and leave
+        # large pixel data in the input file until it is copied to the output).
+        decode = options.pixels == "privatize" or options.validate_pixels == "decode"
         original = read_instance(
             path,
-            decode_pixels=options.pixels in ("keep", "privatize"),
+            decode_pixels=decode,
             limits=options.limits,
             decode_isolation=options.decode_isolation,
+            defer_pixel_data=not decode,
         )
         pseudonyms = self.deidentifier.pseudonyms(original)
         if is_done(output_path(self.config.output, pseudonyms)):

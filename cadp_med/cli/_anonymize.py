@@ -148,6 +148,11 @@ def anonymize(
         "--decode-isolation",
         help="process: decode compressed pixels in worker processes; inline: in process.",
     ),
+    validate_pixels: str = typer.Option(
+        "structure",
+        "--validate-pixels",
+        help="keep/blank: check pixel data from its bytes (structure) or also decode it.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """De-identify every DICOM instance and NIfTI volume of STUDY_DIR into OUT.
@@ -211,6 +216,7 @@ def anonymize(
                 output_format=output_format,
             ),
             decode_isolation=decode_isolation,  # type: ignore[arg-type]
+            validate_pixels=validate_pixels,  # type: ignore[arg-type]
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
         if backend is not None or input_list is not None or study_dir is None:

@@ -75,9 +75,16 @@ def _has_dicm_magic(head: bytes) -> bool:
 
 
 def _looks_like_bare_dataset(head: bytes) -> bool:
-    """Recognise a dataset without preamble by its first element (little endian)."""
+    """Recognise a dataset without preamble by its first element.
+
+    Little endian (implicit or explicit VR), or explicit VR big endian: the retired
+    syntax has no implicit VR variant (PS3.5 A.3).
+    """
     if len(head) < 8:
         return False
+    group, element = struct.unpack(">HH", head[:4])
+    if group % 2 == 0 and 0x0002 <= group <= 0x0028 and head[4:6] in _EXPLICIT_VRS:
+        return True
     group, element = struct.unpack("<HH", head[:4])
     # The first element of a bare dataset is File Meta (0002) or a low, even group.
     if group % 2 or not 0x0002 <= group <= 0x0028:

@@ -2,10 +2,12 @@
 
 * ``keep``: Pixel Data are copied unchanged, so the output decodes to the same
   array. Big endian input is re-encoded little endian (the output is always
-  little endian) and trailing bytes beyond the declared image are dropped.
+  little endian: each word's bytes swapped) and trailing bytes beyond the declared
+  image are dropped. Nothing is decoded (and no colour space converted).
 * ``blank``: every pixel is zero. Rows, Columns, Samples per Pixel, Bits and the
   number of frames are kept; the data are written uncompressed, so colour data
-  that were YBR-compressed are declared RGB.
+  that were YBR-compressed are declared RGB. Nothing is decoded either: the zeros
+  take the declared geometry.
 * ``privatize``: the configured pixel stage returns the dataset to write.
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from cadp_med.errors import ConfigError
+from cadp_med.io._pixel_source import FilePixelData, StreamedPixelData, ZeroPixelData
 from cadp_med.io.read import expected_native_pixel_bytes
 from cadp_med.io.write import is_big_endian
 
@@ -30,26 +34,67 @@ def _native_length(ds: Dataset) -> int:
     return length + (length % 2)  # an element's value has even length
 
 
+def _set_value(out: Dataset, value: bytes | StreamedPixelData) -> None:
+    if isinstance(value, StreamedPixelData):
+        # A reference to bytes in the input file: set past pydicom's value validation.
+        out["PixelData"]._value = value  # noqa: SLF001
+    else:
+        out.PixelData = value
+
+
+def _little_endian(
+    original: Dataset, value: bytes | StreamedPixelData
+) -> bytes | StreamedPixelData:
+    """Big endian native Pixel Data as little endian: each word's bytes reversed.
+
+    What pydicom's native decoder reads the data as (one word per BitsAllocated),
+    without building the image.
+    """
+    bits = int(original.BitsAllocated)
+    expected = expected_native_pixel_bytes(original)
+    if bits in (16, 32, 64):
+        word = bits // 8
+    elif bits == 8 and original["PixelData"].VR == "OW":
+        word = 2  # 8-bit data encoded as OW: swapped in 16-bit words (PS3.5 A.3)
+    else:
+        return value.head(expected) if isinstance(value, StreamedPixelData) else value[:expected]
+    if isinstance(value, FilePixelData):
+        return value.head(expected).byteswapped(word)
+    data = value.tobytes() if isinstance(value, StreamedPixelData) else bytes(value)
+    data = data[: expected + (-expected) % word]
+    data += bytes(-len(data) % word)
+    words = np.frombuffer(data, dtype=f">u{word}")
+    return words.astype(f"<u{word}").tobytes()[:expected]
+
+
 def _keep(original: Dataset, out: Dataset, source_syntax: str | None) -> list[str]:
     warnings: list[str] = []
     syntax = UID(source_syntax) if source_syntax else None
     if syntax is not None and syntax.is_compressed and not syntax.is_deflated:
         return warnings  # encapsulated bytes, written under the same syntax
+    value = out["PixelData"].value
     if is_big_endian(source_syntax):
-        array = original.pixel_array
-        little = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        out.PixelData = little.tobytes()
+        _set_value(out, _little_endian(original, value))
         return warnings
     expected = _native_length(original)
-    if len(out.PixelData) > expected:
+    if len(value) > expected:
         # Bytes beyond the image could carry anything: do not copy them.
-        out.PixelData = bytes(out.PixelData[:expected])
+        _set_value(
+            out,
+            value.head(expected) if isinstance(value, StreamedPixelData) else value[:expected],
+        )
         warnings.append(f"{_PIXEL_TAG}: trailing bytes beyond the image removed")
     return warnings
 
 
 def _blank(original: Dataset, out: Dataset, source_syntax: str | None) -> list[str]:
-    out.PixelData = bytes(_native_length(original))
+    length = _native_length(original)
+    if isinstance(out["PixelData"].value, StreamedPixelData):
+        # The input's data stayed in its file; the zeros are not held either.
+        out["PixelData"].is_undefined_length = False
+        _set_value(out, ZeroPixelData(length))
+    else:
+        out.PixelData = bytes(length)
     out["PixelData"].VR = "OB" if int(original.BitsAllocated) <= 8 else "OW"
     syntax = UID(source_syntax) if source_syntax else None
     if syntax is not None and syntax.is_compressed and int(original.get("SamplesPerPixel", 1)) > 1:

@@ -14,11 +14,20 @@ Decisions
   before anything of that size is allocated: declared image size, frames, inflated
   size of a deflated dataset, sequence depth, element length (a length past the end
   of the file is truncation). Over a limit: ``over-resource-limit`` plus the tag path.
-* Compressed pixel data are decoded in a worker process (:mod:`cadp_med.io._isolation`):
-  a decoder that crashes or hangs costs that file only.
-* Native pixel data shorter than Rows x Columns x Samples x Frames x Bits says is
-  quarantined. Longer pixel data (trailing padding) is accepted; the pipeline
+* Pixel data are checked from their bytes, without decoding
+  (:mod:`cadp_med.io._pixel_source`): native data shorter than Rows x Columns x
+  Samples x Frames x Bits says is quarantined (``pixel-data-length-mismatch``), as is
+  encapsulated data whose items are broken (Basic Offset Table, fragment items inside
+  the data, the sequence delimiter, at least one fragment per frame, the Extended
+  Offset Table). Longer native data (trailing padding) is accepted; the pipeline
   drops the trailing bytes so that nothing beyond the image is copied.
+* Decoding is a further, opt-in check (``decode_pixels``, what privatization needs).
+  Compressed pixel data are decoded in a worker process (:mod:`cadp_med.io._isolation`):
+  a decoder that crashes or hangs costs that file only.
+* A file without File Meta (no Transfer Syntax UID) gets the transfer syntax it was
+  parsed in: implicit VR little endian, explicit VR little or big endian.
+* ``defer_pixel_data`` leaves large Pixel Data in the file: the element's value is a
+  :class:`~cadp_med.io._pixel_source.FilePixelData` that the writer copies in chunks.
 """
 
 from __future__ import annotations
@@ -31,14 +40,21 @@ from typing import Literal
 
 import pydicom
 from pydicom.charset import python_encoding
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.utils import get_image_pixel_ids
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from cadp_med._types import PathLike
 from cadp_med.errors import InputError
+from cadp_med.io._pixel_source import EncapsulationError, FilePixelData, check_encapsulated
 from cadp_med.io.limits import DEFAULT_LIMITS, ResourceLimits
 
 __all__ = [
@@ -69,6 +85,16 @@ DecodeIsolation = Literal["process", "inline"]
 _SMALL_READ = 1 << 16
 
 _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_DATA = 0x7FE00010
+# Pixel Data above this size stays in the file when deferring (smaller is read: one
+# read is cheaper than reopening the file to copy it).
+_DEFER_BYTES = 1 << 20
+# The transfer syntax a dataset was parsed in, by (implicit VR, little endian).
+_PARSED_SYNTAX = {
+    (True, True): ImplicitVRLittleEndian,
+    (False, True): ExplicitVRLittleEndian,
+    (False, False): ExplicitVRBigEndian,
+}
 
 
 class UnreadableInstance(InputError):
@@ -192,18 +218,40 @@ def _check_element_length(length: int, tag: int, data_size: int, limits: Resourc
         raise UnreadableInstance(OVER_LIMIT, f"{_tag_path(tag)} length")
 
 
+def _is_deferred(raw: object) -> bool:
+    """A raw element whose value pydicom left in the file (``defer_size``)."""
+    return isinstance(raw, RawDataElement) and raw.value is None and raw.length != 0
+
+
 def _walk(ds: Dataset, depth: int, data_size: int, limits: ResourceLimits) -> None:
     """Convert every raw element, level by level, checking lengths and nesting first."""
     if depth > limits.max_sequence_depth:
         raise UnreadableInstance(OVER_LIMIT, "sequence depth")
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = ds._dict[tag]  # noqa: SLF001 - get_item() would read a deferred value
         if isinstance(raw, RawDataElement):
             _check_element_length(raw.length, tag, data_size, limits)
+            if depth == 0 and tag == _PIXEL_DATA and _is_deferred(raw):
+                continue  # stays in the file: _check_pixels checks it there
         element = ds[tag]
         if element.VR == "SQ":
             for item in element.value:
                 _walk(item, depth + 1, data_size, limits)
+
+
+def _set_parsed_transfer_syntax(ds: Dataset) -> None:
+    """Give a dataset read without a Transfer Syntax UID the syntax it was parsed in.
+
+    A file with neither preamble nor File Meta is valid input (PS3.10 7.1 allows media
+    without it to be read by agreement); pydicom has worked out its encoding while
+    parsing it, and nothing downstream works without a transfer syntax.
+    """
+    meta = ds.file_meta
+    if meta.get("TransferSyntaxUID") is not None:
+        return
+    syntax = _PARSED_SYNTAX.get(tuple(ds.original_encoding))  # type: ignore[arg-type]
+    if syntax is not None:
+        meta.TransferSyntaxUID = syntax
 
 
 def _check_transfer_syntax(ds: Dataset) -> None:
@@ -292,7 +340,67 @@ def _decode(ds: Dataset, transfer_syntax: UID, limits: ResourceLimits, isolation
     ds._pixel_id = get_image_pixel_ids(ds)
 
 
-def _check_pixels(ds: Dataset, *, decode: bool, limits: ResourceLimits, isolation: str) -> None:
+def _check_structure(ds: Dataset, syntax: UID, path: Path, size: int) -> None:
+    """Check Pixel Data from its bytes, never decoding it; see the module docstring.
+
+    A deferred element (still in the file) becomes a :class:`FilePixelData` value.
+    """
+    raw = ds._dict[_PIXEL_DATA]  # noqa: SLF001 - get_item() would read a deferred value
+    deferred = _is_deferred(raw)
+    if deferred:
+        undefined = raw.length == 0xFFFFFFFF
+    else:
+        undefined = ds[_PIXEL_DATA].is_undefined_length
+    if undefined != syntax.is_encapsulated:
+        # Encapsulated data has undefined length, native data a defined one (PS3.5 A.4).
+        raise UnreadableInstance(PIXEL_LENGTH, "(7FE0,0010) encapsulation")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if syntax.is_encapsulated:
+        eot = ds.get("ExtendedOffsetTable")
+        eot_lengths = ds.get("ExtendedOffsetTableLengths")
+        tables = {
+            "extended_offsets": None if eot is None else bytes(eot or b""),
+            "extended_lengths": None if eot_lengths is None else bytes(eot_lengths or b""),
+        }
+        try:
+            if deferred:
+                with open(path, "rb") as stream:
+                    length = check_encapsulated(
+                        stream, raw.value_tell, size, frames=frames, **tables
+                    )
+            else:
+                value = ds.PixelData
+                check_encapsulated(
+                    io.BytesIO(value), 0, len(value), frames=frames, terminated=False, **tables
+                )
+        except EncapsulationError as exc:
+            raise UnreadableInstance(PIXEL_LENGTH, f"(7FE0,0010) {exc.detail}") from None
+    else:
+        expected = expected_native_pixel_bytes(ds)
+        length = raw.length if deferred else len(ds.PixelData)
+        if deferred and raw.value_tell + length > size:
+            raise UnreadableInstance(TRUNCATED, "(7FE0,0010)")
+        if length < expected:
+            raise UnreadableInstance(PIXEL_LENGTH, "(7FE0,0010)")
+    if deferred:
+        vr = raw.VR
+        if vr not in ("OB", "OW"):  # implicit VR, UN or "OB or OW"
+            vr = "OB" if syntax.is_encapsulated or int(ds.BitsAllocated) <= 8 else "OW"
+        element = DataElement(_PIXEL_DATA, vr, b"", is_undefined_length=undefined)
+        # Set past the value validation: the value is a reference, not the bytes.
+        element._value = FilePixelData(str(path), raw.value_tell, length)  # noqa: SLF001
+        ds._dict[_PIXEL_DATA] = element  # noqa: SLF001 - replaces the raw element
+
+
+def _check_pixels(
+    ds: Dataset,
+    *,
+    decode: bool,
+    limits: ResourceLimits,
+    isolation: str,
+    path: Path,
+    size: int,
+) -> None:
     sop_class = str(ds.SOPClassUID)
     has_pixels = any(name in ds for name in _PIXEL_ELEMENTS)
     if not has_pixels:
@@ -301,12 +409,9 @@ def _check_pixels(ds: Dataset, *, decode: bool, limits: ResourceLimits, isolatio
         return
     if "PixelData" not in ds:
         return
-    transfer_syntax = UID(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    transfer_syntax = UID(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian))
     _check_declared_size(ds, limits)
-    if not transfer_syntax.is_compressed:
-        expected = expected_native_pixel_bytes(ds)
-        if len(ds.PixelData) < expected:
-            raise UnreadableInstance(PIXEL_LENGTH, "(7FE0,0010)")
+    _check_structure(ds, transfer_syntax, path, size)
     if decode:
         _decode(ds, transfer_syntax, limits, isolation)
 
@@ -317,6 +422,7 @@ def read_instance(
     decode_pixels: bool = False,
     limits: ResourceLimits = DEFAULT_LIMITS,
     decode_isolation: DecodeIsolation = "process",
+    defer_pixel_data: bool = False,
 ) -> Dataset:
     """Read and validate one DICOM instance.
 
@@ -326,13 +432,19 @@ def read_instance(
         The file. It is opened read-only and never modified.
     decode_pixels : bool, default False
         Also decode the pixel data (JPEG, JPEG-LS, JPEG 2000, RLE, deflate, big
-        endian, multi-frame), as needed when pixels are kept or privatized.
+        endian, multi-frame), as privatization needs. Without it, pixel data are
+        checked from their bytes only (length, encapsulation items).
     limits : ResourceLimits, optional
         What the file may claim; see :mod:`cadp_med.io.limits`.
     decode_isolation : {"process", "inline"}
         ``"process"`` decodes compressed pixel data in a worker process (a crash
         or hang quarantines the file only); ``"inline"`` in this process, for
         benchmarks and trusted input.
+    defer_pixel_data : bool, default False
+        Leave Pixel Data over 1 MiB in the file: its value is then a
+        :class:`~cadp_med.io._pixel_source.FilePixelData` (``len()``, ``tobytes()``,
+        streamed by :func:`cadp_med.io.write.write_instance`). Ignored with
+        ``decode_pixels`` and for deflated files (their data are inflated in memory).
 
     Returns
     -------
@@ -353,19 +465,21 @@ def read_instance(
     if size == 0:
         raise UnreadableInstance(EMPTY)
     inflated = _check_inflated_size(file_path, limits)
+    defer = defer_pixel_data and not decode_pixels and inflated is None
     with warnings.catch_warnings():
         # pydicom warns about oddities it repairs; such text can quote values
         # and belongs to no log of ours.
         warnings.simplefilter("ignore")
         try:
             with _CappedReader(io.FileIO(str(file_path), "r"), size) as stream:
-                ds = pydicom.dcmread(stream, force=True)
+                ds = pydicom.dcmread(stream, force=True, defer_size=_DEFER_BYTES if defer else None)
         except NotImplementedError:
             raise UnreadableInstance(UNKNOWN_VR) from None
         except (EOFError, OSError):
             raise UnreadableInstance(TRUNCATED) from None
         except Exception:
             raise UnreadableInstance(UNPARSEABLE) from None
+    _set_parsed_transfer_syntax(ds)
     _check_transfer_syntax(ds)
     _check_charset(ds)
     # No element can be longer than the data it was read from.
@@ -376,5 +490,12 @@ def read_instance(
             raise UnreadableInstance(MISSING_UID, _tag_path(tag))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _check_pixels(ds, decode=decode_pixels, limits=limits, isolation=decode_isolation)
+        _check_pixels(
+            ds,
+            decode=decode_pixels,
+            limits=limits,
+            isolation=decode_isolation,
+            path=file_path,
+            size=size,
+        )
     return ds

@@ -7,6 +7,7 @@ is reduced to ``[A-Za-z0-9._-]`` and is checked to stay inside ``OUT``.
 
 from __future__ import annotations
 
+import copy
 import re
 import struct
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 from cadp_med._types import PathLike
 from cadp_med.errors import DeidError
 from cadp_med.io._atomic import atomic_write
+from cadp_med.io._pixel_source import StreamedPixelData
 
 __all__ = [
     "IMPLEMENTATION_CLASS_UID",
@@ -339,8 +341,61 @@ def _write_part10(stream: BinaryIO, ds: Dataset, syntax: UID) -> None:
     fp.is_little_endian = syntax.is_little_endian
     fp.write(_PREAMBLE)
     fp.write(meta)
+    pixels = ds._dict.get(_PIXEL_DATA)  # noqa: SLF001 - look without converting
+    if pixels is not None and not pixels.is_raw and isinstance(pixels.value, StreamedPixelData):
+        _write_streamed(stream, fp, ds, pixels)
+        return
     _write_dataset(fp, ds)
     stream.write(fp.getvalue())
+
+
+def _part(ds: Dataset, tags: list[int]) -> Dataset:
+    """The top-level elements ``tags`` of ``ds``, with its encoding (shared elements)."""
+    part = Dataset()
+    part._dict = {tag: ds._dict[tag] for tag in tags}  # noqa: SLF001
+    implicit, little = ds.original_encoding
+    part.set_original_encoding(implicit, little, ds.original_character_set)
+    return part
+
+
+def _write_streamed(stream: BinaryIO, fp: DicomBytesIO, ds: Dataset, pixels: object) -> None:
+    """:func:`_write_part10` for Pixel Data left in the input file (or blanked).
+
+    The elements before Pixel Data are encoded in memory as usual, the pixel value is
+    copied in chunks (explicit VR little endian, which is all the pipeline writes), and
+    the few elements after it, if any, follow. Memory holds the header only.
+    """
+    elements = sorted(ds._dict)  # noqa: SLF001
+    _write_dataset(fp, _part(ds, [tag for tag in elements if tag < _PIXEL_DATA]))
+    value: StreamedPixelData = pixels.value  # type: ignore[attr-defined]
+    undefined = bool(pixels.is_undefined_length)  # type: ignore[attr-defined]
+    length = len(value)
+    head = struct.pack("<HH2sHI", 0x7FE0, 0x0010, pixels.VR.encode(), 0,  # type: ignore[attr-defined]
+                       _UNDEFINED if undefined else length + length % 2)  # fmt: skip
+    fp.write(head)
+    stream.write(fp.getvalue())
+    value.copy_to(stream)
+    if undefined:
+        stream.write(struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))  # sequence delimiter
+    elif length % 2:
+        stream.write(b"\x00")  # values have even length (PS3.5 7.1.1)
+    after = [tag for tag in elements if tag > _PIXEL_DATA]
+    if after:
+        tail = DicomBytesIO()
+        tail.is_implicit_VR, tail.is_little_endian = False, True
+        _write_dataset(tail, _part(ds, after), ds.get("SpecificCharacterSet", "iso8859"))
+        stream.write(tail.getvalue())
+
+
+def _materialize_pixels(ds: Dataset) -> None:
+    """Give ``ds`` (a shallow copy) the bytes of streamed Pixel Data, for pydicom's writer."""
+    pixels = ds._dict.get(_PIXEL_DATA)  # noqa: SLF001
+    if pixels is None or pixels.is_raw or not isinstance(pixels.value, StreamedPixelData):
+        return
+    ds._dict = dict(ds._dict)  # noqa: SLF001 - the caller's dataset keeps its element
+    element = copy.copy(pixels)
+    element._value = pixels.value.tobytes()  # noqa: SLF001
+    ds._dict[_PIXEL_DATA] = element  # noqa: SLF001
 
 
 def write_instance(
@@ -384,6 +439,9 @@ def write_instance(
     implicit, little = ds.original_encoding
     to_write.set_original_encoding(implicit, little, ds.original_character_set)
 
+    if _needs_dcmwrite(to_write, syntax) or syntax.is_implicit_VR or not syntax.is_little_endian:
+        # Streamed Pixel Data is written explicit VR little endian only.
+        _materialize_pixels(to_write)
     if _needs_dcmwrite(to_write, syntax):
         to_write.file_meta = _file_meta(ds, syntax)
         to_write.preamble = b"\x00" * 128

@@ -63,7 +63,10 @@ def test_crash_hang_and_panic_quarantine_one_file_each(
         ("e_ok.dcm", ""),
     ):
         _rle_with_marker(study / name, marker)
-    options = AnonymizeOptions(pixels="keep", limits=ResourceLimits(decode_timeout_s=3.0))
+    # Under keep, pixels are decoded only on request (--validate-pixels decode).
+    options = AnonymizeOptions(
+        pixels="keep", validate_pixels="decode", limits=ResourceLimits(decode_timeout_s=3.0)
+    )
     summary = anonymize_study(study, tmp_path / "out", key=KEY, options=options)
     assert summary.written == 2
     assert summary.quarantine_reasons == {
@@ -82,7 +85,7 @@ def test_inline_mode_does_not_use_workers(
     study = tmp_path / "in"
     study.mkdir()
     _rle_with_marker(study / "a.dcm", _crashers.CRASH)  # the marker only matters in a worker
-    options = AnonymizeOptions(pixels="keep", decode_isolation="inline")
+    options = AnonymizeOptions(pixels="keep", validate_pixels="decode", decode_isolation="inline")
     summary = anonymize_study(study, tmp_path / "out", key=KEY, options=options)
     assert summary.written == 1
     assert crashing_decoder.replaced == 0
@@ -93,7 +96,10 @@ def test_malformed_corpus_is_quarantined_or_written(tmp_path: Path) -> None:
     files = sorted(CORPUS.glob("*.dcm"))
     assert files, "the regression corpus is empty"
     summary = anonymize_study(
-        CORPUS, tmp_path / "out", key=KEY, options=AnonymizeOptions(pixels="keep")
+        CORPUS,
+        tmp_path / "out",
+        key=KEY,
+        options=AnonymizeOptions(pixels="keep", validate_pixels="decode"),
     )
     records = read_audit_log(summary.audit_log)
     assert len(records) == len(list(CORPUS.iterdir()))  # README.md: skipped-non-dicom
