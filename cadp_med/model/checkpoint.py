@@ -53,10 +53,16 @@ def content_hash(tensors: dict[str, Tensor]) -> str:
 
 
 def latent_card(model: CINN) -> dict[str, Any]:
-    """The card's ``latent`` entry: dimension, blocks and the default release subspace."""
+    """The card's ``latent`` entry: dimension, prior, blocks and the default release subspace.
+
+    ``prior`` is ``"standard"`` (N(0, I)) or ``"conditional"`` (N(mu(c), diag sigma(c)^2),
+    its weights under ``prior.`` in the checkpoint); cards written before it existed lack
+    the key and mean ``"standard"``.
+    """
     coarsest = model.coarsest_block
     return {
         "dim": model.latent_dim,
+        "prior": model.config.prior,
         "blocks": [block.to_dict() for block in model.latent_layout],
         "default_release": {
             "start": coarsest.start,

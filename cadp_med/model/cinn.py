@@ -35,10 +35,14 @@ import torch
 from torch import Tensor, nn
 
 from cadp_med.errors import ModelError
+from cadp_med.model._flows import ActNorm, InvConv1x1
+from cadp_med.model._prior import ConditionalPrior, gaussian_log_prob
 
 Coupling = Literal["glow", "allinone"]
 Downsample = Literal["haar", "irevnet"]
 CondInjection = Literal["film", "concat"]
+Mixing = Literal["permute", "conv1x1"]
+Prior = Literal["standard", "conditional"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,27 @@ class ModelConfig:
         Seed of the fixed random channel permutations; block ``k`` uses ``seed + k``.
     cond_injection
         ``"film"`` or ``"concat"``; see the module docstring.
+    actnorm
+        Put a learned per-channel ActNorm (data-initialised by :meth:`CINN.data_init`)
+        before every coupling block.
+    mixing
+        How the convolutional stages mix channels between coupling blocks: ``"permute"``
+        (fixed seeded permutation after each block) or ``"conv1x1"`` (a learned invertible
+        1x1 convolution before each block, Glow).  The FC part always permutes.
+    stage_blocks
+        Coupling blocks of each stage, finest first; empty: ``blocks_per_stage`` for all.
+    stage_widths
+        Subnet width of each stage, finest first; empty: ``subnet_width`` for all.  The
+        finest stage costs most run time, the coarser ones are cheap to widen.
+    cond_embed
+        0: every coupling reads the raw condition vector.  ``k > 0``: a condition network
+        (an MLP ``cond_dim -> 128 -> 128 -> k``) embeds ``c`` once and its embedding reaches every
+        coupling block instead.
+    prior
+        ``"standard"``: ``z ~ N(0, I)``.  ``"conditional"``: a learned
+        ``N(mu(c), diag sigma(c)^2)`` per latent block (:mod:`cadp_med.model._prior`).
+    prior_width
+        Hidden units of the conditional prior's network.
     """
 
     size: int = 128
@@ -89,6 +114,13 @@ class ModelConfig:
     downsample: Downsample = "haar"
     permutation_seed: int = 0
     cond_injection: CondInjection = "film"
+    actnorm: bool = False
+    mixing: Mixing = "permute"
+    stage_blocks: tuple[int, ...] = ()
+    stage_widths: tuple[int, ...] = ()
+    cond_embed: int = 0
+    prior: Prior = "standard"
+    prior_width: int = 128
 
     def __post_init__(self) -> None:
         if self.size not in (8, 16, 32, 64, 128):
@@ -107,9 +139,39 @@ class ModelConfig:
             ("coupling", self.coupling, ("glow", "allinone")),
             ("downsample", self.downsample, ("haar", "irevnet")),
             ("cond_injection", self.cond_injection, ("film", "concat")),
+            ("mixing", self.mixing, ("permute", "conv1x1")),
+            ("prior", self.prior, ("standard", "conditional")),
         ):
             if value not in choices:
                 raise ModelError(f"{name} must be one of {choices}")
+        for name in ("stage_blocks", "stage_widths"):
+            values = tuple(int(v) for v in getattr(self, name))
+            if values and (len(values) != self.stages or min(values) < 1):
+                raise ModelError(f"{name} needs one value >= 1 per stage ({self.stages})")
+            object.__setattr__(self, name, values)
+        if self.cond_embed < 0 or self.prior_width < 1:
+            raise ModelError("cond_embed must be >= 0 and prior_width >= 1")
+
+    def blocks_of(self, stage: int) -> int:
+        """Coupling blocks of convolutional stage ``stage`` (0 = finest)."""
+        return self.stage_blocks[stage] if self.stage_blocks else self.blocks_per_stage
+
+    def width_of(self, stage: int) -> int:
+        """Subnet width of convolutional stage ``stage`` (0 = finest)."""
+        return self.stage_widths[stage] if self.stage_widths else self.subnet_width
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """A named architecture (:data:`PRESETS`) with field overrides.
+
+        ``"v1"`` is the architecture of the packaged default model; ``"v2"`` adds
+        ActNorm, learned 1x1 convolutions, wider and deeper coarse stages, a condition
+        network and the conditional prior, sized to stay within 25 MB of weights and the
+        speed goal at 128x128 (benchmarks/bench_cinn.py).
+        """
+        if name not in PRESETS:
+            raise ModelError(f"unknown architecture preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
 
     @property
     def latent_dim(self) -> int:
@@ -117,8 +179,9 @@ class ModelConfig:
         return self.channels * self.size * self.size
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dictionary of all fields."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able dictionary of all fields (tuples as lists, as JSON reads them)."""
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -188,6 +251,21 @@ class _ConvSubnet(nn.Module):
         return self.conv3(torch.relu(h))
 
 
+def _condition_network(cond_dim: int, embed: int, hidden: int = 128) -> nn.Module:
+    """The MLP that embeds ``c`` once for all coupling blocks.
+
+    Its output stays narrow: FrEIA tiles a condition to every conv stage's resolution and
+    concatenates it to the block input, so each embedding channel costs a full-size copy.
+    """
+    return nn.Sequential(
+        nn.Linear(cond_dim, hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, embed),
+    )
+
+
 def _mlp_subnet(c_in: int, c_out: int, *, width: int) -> nn.Module:
     net = nn.Sequential(
         nn.Linear(c_in, width),
@@ -224,12 +302,19 @@ class CINN(nn.Module):
         cfg = config
         block_cls = fm.GLOWCouplingBlock if cfg.coupling == "glow" else fm.AllInOneBlock
         down_cls = fm.HaarDownsampling if cfg.downsample == "haar" else fm.IRevNetDownsampling
-        conv_subnet = functools.partial(
-            _ConvSubnet,
-            width=cfg.subnet_width,
-            cond_dim=cfg.cond_dim,
-            film=cfg.cond_injection == "film",
-        )
+        # What every coupling reads as its condition: c itself, or the condition network's
+        # embedding of it.
+        self.cond_net = _condition_network(cfg.cond_dim, cfg.cond_embed) if cfg.cond_embed else None
+        cond_width = cfg.cond_embed or cfg.cond_dim
+
+        def conv_subnet(stage: int) -> Any:
+            return functools.partial(
+                _ConvSubnet,
+                width=cfg.width_of(stage),
+                cond_dim=cond_width,
+                film=cfg.cond_injection == "film",
+            )
+
         fc_subnet = functools.partial(_mlp_subnet, width=cfg.fc_width)
 
         def block_kwargs(subnet: Any) -> dict[str, Any]:
@@ -255,9 +340,26 @@ class CINN(nn.Module):
             perm_index += 1
             return add(ff.Node(prev, fm.PermuteRandom, {"seed": seed}, name=name))
 
-        def couplings(prev: Any, subnet: Any, cond: Any, count: int, prefix: str) -> Any:
-            """``count`` conditioned coupling blocks, each followed by a fixed permutation."""
+        def couplings(
+            prev: Any, subnet: Any, cond: Any, count: int, prefix: str, conv: bool
+        ) -> Any:
+            """``count`` conditioned coupling blocks with their normalisation and mixing.
+
+            The legacy layout (no ActNorm, permutations) is coupling -> permutation, node
+            for node as the shipped weights expect; with ``conv1x1`` a stage is Glow's
+            [ActNorm] -> 1x1 conv -> coupling.
+            """
+            nonlocal perm_index
+            learned_mixing = conv and cfg.mixing == "conv1x1"
             for block in range(count):
+                if cfg.actnorm:
+                    prev = add(ff.Node(prev, ActNorm, {}, name=f"{prefix}actnorm{block}"))
+                if learned_mixing:
+                    seed = cfg.permutation_seed + perm_index
+                    perm_index += 1
+                    prev = add(
+                        ff.Node(prev, InvConv1x1, {"seed": seed}, name=f"{prefix}conv1x1_{block}")
+                    )
                 node = ff.Node(
                     prev,
                     block_cls,
@@ -265,25 +367,29 @@ class CINN(nn.Module):
                     conditions=cond,
                     name=f"{prefix}block{block}",
                 )
-                prev = permute(add(node), f"{prefix}perm{block}")
+                prev = add(node)
+                if not learned_mixing:
+                    prev = permute(prev, f"{prefix}perm{block}")
             return prev
 
         for stage in range(cfg.stages):
             res //= 2
             trunk = add(ff.Node(trunk, down_cls, {}, name=f"down{stage}"))
-            cond = ff.ConditionNode(cfg.cond_dim, res, res, name=f"cond{stage}")
+            cond = ff.ConditionNode(cond_width, res, res, name=f"cond{stage}")
             cond_nodes.append(cond)
             self._cond_resolutions.append(res)
-            trunk = couplings(trunk, conv_subnet, cond, cfg.blocks_per_stage, f"stage{stage}_")
+            trunk = couplings(
+                trunk, conv_subnet(stage), cond, cfg.blocks_of(stage), f"stage{stage}_", True
+            )
             split = add(ff.Node(trunk, fm.Split, {"dim": 0}, name=f"split{stage}"))
             outputs.append((f"stage{stage}", stage, (split, 1)))
             trunk = (split, 0)
         if cfg.fc_blocks:
             trunk = add(ff.Node(trunk, fm.Flatten, {}, name="flatten"))
-            fc_cond = ff.ConditionNode(cfg.cond_dim, name="cond_fc")
+            fc_cond = ff.ConditionNode(cond_width, name="cond_fc")
             cond_nodes.append(fc_cond)
             self._cond_resolutions.append(None)
-            trunk = couplings(trunk, fc_subnet, fc_cond, cfg.fc_blocks, "fc_")
+            trunk = couplings(trunk, fc_subnet, fc_cond, cfg.fc_blocks, "fc_", False)
         outputs.append(("fc" if cfg.fc_blocks else "trunk", cfg.stages, trunk))
         out_nodes = [ff.OutputNode(node, name=f"out_{name}") for name, _, node in outputs]
         # GraphINN orders its condition inputs as they appear in the node list.
@@ -298,6 +404,13 @@ class CINN(nn.Module):
         if start != cfg.latent_dim:
             raise ModelError("internal error: latent blocks do not cover D")
         self._layout = tuple(layout)
+        self.prior = (
+            ConditionalPrior(
+                cfg.cond_dim, [block.shape for block in layout], width=cfg.prior_width
+            )
+            if cfg.prior == "conditional"
+            else None
+        )
 
     # -- layout ---------------------------------------------------------------------------
     @property
@@ -319,6 +432,8 @@ class CINN(nn.Module):
     def _conditions(self, c: Tensor) -> list[Tensor]:
         if c.ndim != 2 or c.shape[1] != self.config.cond_dim:
             raise ModelError(f"condition must have shape [B, {self.config.cond_dim}]")
+        if self.cond_net is not None:
+            c = self.cond_net(c)
         conds = []
         for res in self._cond_resolutions:
             if res is None:
@@ -365,6 +480,74 @@ class CINN(nn.Module):
     def forward(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """Same as :meth:`encode` (so ``nn.Module`` hooks and ``torch.compile`` work)."""
         return self.encode(x, c)
+
+    # -- the prior ------------------------------------------------------------------------
+    @property
+    def has_conditional_prior(self) -> bool:
+        """Whether ``p(z | c)`` is the learned ``N(mu(c), diag sigma(c)^2)``."""
+        return self.prior is not None
+
+    def prior_params(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, log_std)``, each ``[B, D]``, of ``p(z | c)``; zeros for ``N(0, I)``."""
+        if c.ndim != 2 or c.shape[1] != self.config.cond_dim:
+            raise ModelError(f"condition must have shape [B, {self.config.cond_dim}]")
+        if self.prior is None:
+            zeros = c.new_zeros(c.shape[0], self.latent_dim)
+            return zeros, zeros
+        return self.prior(c)
+
+    def log_prior(self, z: Tensor, c: Tensor) -> Tensor:
+        """Per-row ``log p(z | c)`` in nats (the density over ``z``, not over ``u``)."""
+        if self.prior is None:
+            return gaussian_log_prob(z, None, None)
+        mean, log_std = self.prior(c)
+        return gaussian_log_prob(z, mean, log_std)
+
+    def standardize(self, z: Tensor, c: Tensor) -> Tensor:
+        """``u = (z - mu(c)) / sigma(c)``: the latent as ``N(0, I)`` under the prior."""
+        if self.prior is None:
+            return z
+        mean, log_std = self.prior(c)
+        return (z - mean.to(z.dtype)) * torch.exp(-log_std.to(z.dtype))
+
+    def destandardize(self, u: Tensor, c: Tensor) -> Tensor:
+        """Inverse of :meth:`standardize`: ``z = mu(c) + sigma(c) * u``."""
+        if self.prior is None:
+            return u
+        mean, log_std = self.prior(c)
+        return mean.to(u.dtype) + torch.exp(log_std.to(u.dtype)) * u
+
+    def data_init(self, x: Tensor, c: Tensor) -> None:
+        """Initialise every ActNorm from one forward pass over ``x`` (Glow's data init).
+
+        A no-op without ActNorm.  The trainer calls it once, before the first step, with
+        a seeded sample of training slices; a loaded checkpoint never needs it.
+        """
+        norms = [m for m in self.modules() if isinstance(m, ActNorm)]
+        if not norms:
+            return
+        for module in norms:
+            module.start_data_init()
+        with torch.no_grad():
+            self.encode(x, c)
+
+
+#: Named architectures for :meth:`ModelConfig.preset` and ``cadp-med train --preset``.
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": {},
+    "v2": {
+        "stages": 4,
+        "stage_blocks": (2, 3, 4, 4),
+        "stage_widths": (32, 48, 96, 128),
+        "fc_blocks": 4,
+        "fc_width": 256,
+        "actnorm": True,
+        "mixing": "conv1x1",
+        "cond_embed": 16,
+        "prior": "conditional",
+        "prior_width": 64,
+    },
+}
 
 
 def build_cinn(config: ModelConfig) -> CINN:

@@ -21,13 +21,35 @@ BPD_CONVENTION = (
     "x in [0,1] is treated as 8-bit data: x_deq = x + u/256 with u ~ U[0,1) per pixel; "
     "nll is -log p(x_deq) in nats under z ~ N(0, I); bits/dim = (nll + D*ln 256) / (D*ln 2)"
 )
+#: The same for a model with the learned conditional prior.
+BPD_CONVENTION_CONDITIONAL = BPD_CONVENTION.replace(
+    "z ~ N(0, I)", "the learned prior z | c ~ N(mu(c), diag sigma(c)^2)"
+)
 CLIP_PERCENTILE = 95.0
 
 
-def nll_nats(z: Tensor, log_det: Tensor) -> Tensor:
-    """Per-image negative log-likelihood (nats) of the standard normal prior model."""
+def nll_nats(
+    z: Tensor, log_det: Tensor, mean: Tensor | None = None, log_std: Tensor | None = None
+) -> Tensor:
+    """Per-image negative log-likelihood (nats): ``-log p(z | c) - log|det dz/dx|``.
+
+    Without ``mean``/``log_std`` the prior is ``N(0, I)``; with them it is
+    ``N(mean, diag exp(log_std)^2)``, whose density over ``z`` includes ``-sum(log_std)``.
+    """
     dim = z.shape[1]
-    return 0.5 * (z**2).sum(dim=1) + 0.5 * dim * math.log(2 * math.pi) - log_det
+    if mean is None or log_std is None:
+        return 0.5 * (z**2).sum(dim=1) + 0.5 * dim * math.log(2 * math.pi) - log_det
+    u = (z - mean) * (-log_std).exp()
+    log_norm = log_std.sum(dim=1) + 0.5 * dim * math.log(2 * math.pi)
+    return 0.5 * (u**2).sum(dim=1) + log_norm - log_det
+
+
+def model_nll(model: CINN, z: Tensor, log_det: Tensor, c: Tensor) -> Tensor:
+    """:func:`nll_nats` under ``model``'s own prior (standard or conditional)."""
+    if not model.has_conditional_prior:
+        return nll_nats(z, log_det)
+    mean, log_std = model.prior_params(c)
+    return nll_nats(z, log_det, mean, log_std)
 
 
 def bits_per_dim(nll: Tensor, dim: int) -> Tensor:
@@ -56,7 +78,7 @@ def heldout_bpd(
             xb, cb = x[start : start + batch_size], c[start : start + batch_size]
             noise = torch.rand(xb.shape, generator=generator).to(xb.device)
             z, log_det = model.encode(xb + noise / 256.0, cb)
-            total += float(bits_per_dim(nll_nats(z, log_det), z.shape[1]).sum())
+            total += float(bits_per_dim(model_nll(model, z, log_det, cb), z.shape[1]).sum())
             count += xb.shape[0]
     return total / count
 
@@ -64,7 +86,12 @@ def heldout_bpd(
 def latent_norms(
     model: CINN, x: Tensor, c: Tensor, *, batch_size: int, release: tuple[int, int]
 ) -> dict[str, np.ndarray]:
-    """Per-image L1 and L2 norms of the clean latents, over the full latent and the release."""
+    """Per-image L1 and L2 norms of the clean latents, over the full latent and the release.
+
+    The norms are those the mechanism clips: of the standardised latent
+    ``u = (z - mu(c)) / sigma(c)`` for a model with a conditional prior, of ``z`` itself
+    (``u = z``) under ``N(0, I)``.
+    """
     import torch
 
     start, stop = release
@@ -72,8 +99,9 @@ def latent_norms(
     model.eval()
     with torch.no_grad():
         for begin in range(0, x.shape[0], batch_size):
-            z, _ = model.encode(x[begin : begin + batch_size], c[begin : begin + batch_size])
-            z = z.double()
+            cb = c[begin : begin + batch_size]
+            z, _ = model.encode(x[begin : begin + batch_size], cb)
+            z = model.standardize(z, cb).double()
             rel = z[:, start:stop]
             out["full_l1"].append(z.abs().sum(1).cpu().numpy())
             out["full_l2"].append(z.norm(dim=1).cpu().numpy())
@@ -82,11 +110,15 @@ def latent_norms(
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
-def privacy_defaults(norms: Mapping[str, np.ndarray], release_name: str) -> dict[str, Any]:
+def privacy_defaults(
+    norms: Mapping[str, np.ndarray], release_name: str, *, standardised: bool = False
+) -> dict[str, Any]:
     """Clip bounds at the 95th percentile of held-out latent norms.
 
     The top-level ``clip_l1``/``clip_l2`` are those of the default release subspace, the
     one CADP perturbs by default; ``full`` gives the same for the whole latent.
+    ``standardised`` says that the norms are of ``u = (z - mu(c)) / sigma(c)`` (a model
+    with a conditional prior), which is what the mechanism then clips.
     """
     if norms["full_l1"].size == 0:
         raise ValueError("privacy defaults need at least one held-out slice")
@@ -102,7 +134,14 @@ def privacy_defaults(norms: Mapping[str, np.ndarray], release_name: str) -> dict
             f"{CLIP_PERCENTILE:g}th percentile of per-image latent norms of "
             f"{norms['full_l1'].size} held-out training slices (clean, no dequantisation "
             f"noise); top-level values are for the default release block '{release_name}'"
+            + (
+                "; norms of the standardised latent u = (z - mu(c)) / sigma(c) that the "
+                "mechanism clips"
+                if standardised
+                else ""
+            )
         ),
+        "latent": "standardised" if standardised else "raw",
         "percentile": CLIP_PERCENTILE,
         "n_heldout": int(norms["full_l1"].size),
         "release": release,

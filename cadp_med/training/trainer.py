@@ -23,11 +23,12 @@ from cadp_med.model.conditions import ConditionSchema
 from cadp_med.training._augment import batch_augmenter
 from cadp_med.training.metrics import (
     BPD_CONVENTION,
+    BPD_CONVENTION_CONDITIONAL,
     bits_per_dim,
     condition_counts,
     heldout_bpd,
     latent_norms,
-    nll_nats,
+    model_nll,
     privacy_defaults,
 )
 
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 _STATE_SUFFIX = ".train-state.pt"
 _EVAL_NOISE_SEED_OFFSET = 7_919
+_INIT_SEED_OFFSET = 104_729
+_INIT_SLICES = 256
 
 
 def resolve_device(device: str) -> str:
@@ -218,6 +221,8 @@ def train_model(
         logger.info("resuming training after epoch %d", start_epoch)
     elif resume:
         logger.info("no training state to resume from; starting fresh")
+    if start_epoch == 0:
+        _data_init(model, x_tr, c_tr, seed)
     if not history:
         history.append(
             {
@@ -242,7 +247,7 @@ def train_model(
                 xb = augment(x_tr[idx], idx, epoch, batch_no)
                 noise = torch.rand(xb.shape, generator=generator).to(device)
                 z, log_det = model.encode(xb + noise / 256.0, c_tr[idx])
-                bpd = bits_per_dim(nll_nats(z, log_det), z.shape[1])
+                bpd = bits_per_dim(model_nll(model, z, log_det, c_tr[idx]), z.shape[1])
                 loss = bpd.mean()
                 if not torch.isfinite(loss):
                     raise ModelError(
@@ -281,7 +286,7 @@ def train_model(
     norms = latent_norms(
         model, norm_x, norm_c, batch_size=64, release=(release.start, release.stop)
     )
-    defaults = privacy_defaults(norms, release.name)
+    defaults = privacy_defaults(norms, release.name, standardised=model.has_conditional_prior)
     if norm_src != "held-out":
         defaults["how_chosen"] = defaults["how_chosen"].replace(
             "held-out", "training (no held-out)"
@@ -303,13 +308,29 @@ def train_model(
             "lr": lr,
             "optimizer": f"Adam, cosine decay per step to 1% of lr, grad-norm clip {grad_clip:g}",
             "augmentation": augmentation.to_card() if augmentation is not None else "none",
-            "dequantization": BPD_CONVENTION,
+            "dequantization": (
+                BPD_CONVENTION_CONDITIONAL if model.has_conditional_prior else BPD_CONVENTION
+            ),
             "device": device.split(":")[0],
             "history": history,
         },
         "heldout_bits_per_dim": history[-1]["heldout_bpd"] if len(held_idx) else None,
     }
     return save_model(out_path, model.cpu(), card)
+
+
+def _data_init(model: Any, x: Any, c: Any, seed: int) -> None:
+    """Glow's data-dependent ActNorm initialisation from a seeded sample of training slices.
+
+    A no-op for models without ActNorm.  Dequantised like a training batch, so that no
+    channel starts from the zero variance of 8-bit steps.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + _INIT_SEED_OFFSET)
+    pick = torch.randperm(x.shape[0], generator=generator)[:_INIT_SLICES].to(x.device)
+    noise = torch.rand(x[pick].shape, generator=generator).to(x.device)
+    model.data_init(x[pick] + noise / 256.0, c[pick])
 
 
 def _save_state(
