@@ -222,3 +222,42 @@ def test_validate_pixels_option_and_cli_flag(tmp_path: Path, test_key: bytes) ->
     assert decoded.exit_code == 1, decoded.output
     summary = json.loads(decoded.output)
     assert summary["quarantine_reasons"] == {"pixel-data-not-decodable": 1}
+
+
+def big_endian_multi_frame(path: Path, name: str, frames: int, tile: int) -> Path:
+    """A real big endian image, tiled, over ``frames`` frames (over the deferral size)."""
+    ds = pydicom.dcmread(pydicom_file(name))
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRBigEndian
+    image = ds.pixel_array
+    image = np.tile(image, (tile, tile) + (1,) * (image.ndim - 2))
+    ds.Rows, ds.Columns = image.shape[:2]
+    array = np.repeat(image[None], frames, axis=0)
+    data = array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if ds.BitsAllocated == 8 and ds["PixelData"].VR == "OW":
+        # 8-bit values encoded as OW: big endian 16-bit words of two values each.
+        data += bytes(len(data) % 2)
+        data = np.frombuffer(data, "<u2").astype(">u2").tobytes()
+    ds.NumberOfFrames = frames
+    ds.PixelData = data
+    ds.add_new(0x00291010, "OB", b"\x01" * (2 << 20))  # a large element besides pixels
+    ds.add_new(0x00290010, "LO", "A CREATOR")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "frames", "tile"),
+    # 16-bit words; 8-bit RGB as OW, 9 x 9 x 3 x 4321 frames: an odd byte count
+    [("MR_small_bigendian.dcm", 200, 1), ("SC_rgb_small_odd_big_endian.dcm", 4321, 3)],
+)
+def test_streamed_big_endian_is_written_little_endian(
+    tmp_path: Path, test_key: bytes, name: str, frames: int, tile: int
+) -> None:
+    study = tmp_path / "in"
+    study.mkdir()
+    path = big_endian_multi_frame(study / "be.dcm", name, frames, tile)
+    summary = anonymize_study(study, tmp_path / "out", key=test_key, options=KEEP)
+    assert summary.written == 1, summary.quarantine_reasons
+    result = pydicom.dcmread(outputs(summary.output)[0])
+    assert result.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert np.array_equal(result.pixel_array, pydicom.dcmread(path).pixel_array)
