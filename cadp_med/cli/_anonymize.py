@@ -122,8 +122,11 @@ def anonymize(
         "posterior-sample", "--postprocess", help="posterior-sample, posterior-mean or none."
     ),
     budget: str = typer.Option("slice", "--budget", help="slice or study."),
-    temperature: float = typer.Option(
-        1.0, "--temperature", help="Prior draws outside the released subspace: 1 prior, 0 mode."
+    temperature: float | None = typer.Option(
+        None,
+        "--temperature",
+        help="Prior draws outside the released subspace: 1 prior, 0 mode "
+        "(default: the model card's measured value, else 1).",
     ),
     model: Path | None = typer.Option(None, "--model", help="Model file (default: packaged)."),
     seed: int | None = typer.Option(None, "--seed", help="Noise seed, for audits only."),

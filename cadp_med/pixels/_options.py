@@ -21,6 +21,14 @@ _GRIDS = ("original", "model")
 _FORMATS = ("dicom", "nifti")
 
 
+def card_temperature(card: dict[str, Any]) -> float:
+    """The default temperature of a model: its card's ``privacy_defaults.temperature``
+    (chosen by measurement in ``pipelines/train_default_model.py``), else 1 (the prior)."""
+    entry = card.get("privacy_defaults", {}).get("temperature")
+    value = entry.get("value") if isinstance(entry, dict) else entry
+    return 1.0 if value is None else float(value)
+
+
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise ConfigError(f"{what} must be one of {', '.join(choices)}")
@@ -60,10 +68,11 @@ class PixelOptions:
         Write the original matrix, or the model grid with honest geometry.
     batch_size : int
         Frames sent to the model at once.
-    temperature : float
+    temperature : float, optional
         Scale of the fresh prior draws that replace the latent dimensions outside the
         released subspace (1 = the prior; 0 = its mode, smoother images). Fixed in
-        advance and independent of the image, so the guarantee is unchanged.
+        advance and independent of the image, so the guarantee is unchanged. ``None``:
+        the model card's measured default (:func:`card_temperature`).
     """
 
     epsilon: float = 2.0
@@ -79,7 +88,7 @@ class PixelOptions:
     output_grid: str = "original"
     output_format: str = "dicom"
     batch_size: int = 16
-    temperature: float = 1.0
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         _choice(self.mechanism, _MECHANISMS, "mechanism")
@@ -110,7 +119,7 @@ class PixelOptions:
             )
         if self.batch_size < 1:
             raise ConfigError("batch size must be at least 1")
-        if not 0.0 <= float(self.temperature) <= 1.0:
+        if self.temperature is not None and not 0.0 <= float(self.temperature) <= 1.0:
             raise ConfigError("temperature must be in [0, 1]")
 
     @property
@@ -136,7 +145,7 @@ class PixelOptions:
             "clip": self.clip,
             "release": self.release,
             "postprocess": self.postprocess,
-            "temperature": float(self.temperature),
+            "temperature": None if self.temperature is None else float(self.temperature),
             "budget": self.budget,
             "seeded": self.seed is not None,
             "output_grid": self.output_grid,

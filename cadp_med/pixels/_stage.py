@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 
 from cadp_med.errors import ConfigError
 from cadp_med.pixels._codec import apply_pixels, encode_frames, is_colour, lossy_history
-from cadp_med.pixels._options import PixelOptions
+from cadp_med.pixels._options import PixelOptions, card_temperature
 from cadp_med.pixels._prepass import StudyIndex
 from cadp_med.pixels._provenance import add_provenance
 
@@ -62,6 +62,8 @@ class PixelStage:
                 "packaged default); use --pixels keep for header-only de-identification"
             )
         self.card = read_model_card(path)
+        if options.temperature is None:  # the temperature the card's training measured
+            self.options = options = replace(options, temperature=card_temperature(self.card))
         self.index = index or StudyIndex()
         self._model: Any = None
         self._schema: Any = None
