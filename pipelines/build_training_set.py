@@ -69,11 +69,6 @@ MRICRON = Path("/usr/share/mricron/templates")
 ITK_DATA = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
 APT = "apt-get update && apt-get install -y {}"
-#: Body regions used as the ``region`` label (the vocabulary of the condition schema).
-REGIONS = (
-    "head", "neck", "chest", "abdomen", "pelvis", "spine", "upper-limb", "lower-limb",
-    "whole-body",
-)  # fmt: skip
 #: DICOM images smaller than this (pixels, either side) are skipped by default: the
 #: dicomdirtests series are 16x16 thumbnails that would teach the model blur.
 MIN_SIDE = 32

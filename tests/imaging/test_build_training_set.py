@@ -127,3 +127,11 @@ def test_volume_slices_carry_region_and_domain_counts(builder, tmp_path: Path) -
     assert prov["domains"]["MR-T1 x head x coronal"]["slices"] == 41
     train = sum(m["split"] == "train" for m in metadata)
     assert sum(d["train"] for d in prov["domains"].values()) == train
+
+
+def test_every_region_label_is_in_the_schema_vocabulary(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cadp_med.model.conditions import default_schema
+
+    schema = default_schema(["region"])
+    vocabulary = set(schema.fields[0].vocabulary) | {"unknown"}
+    assert {s.region for s in builder.sources(tmp_path)} <= vocabulary
