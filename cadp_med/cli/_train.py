@@ -67,11 +67,36 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     heldout_fraction: float = typer.Option(0.1, "--heldout-fraction"),
-    stages: int | None = typer.Option(None, "--stages", help="Override the default config."),
+    preset: str = typer.Option(
+        "v1",
+        "--preset",
+        help="Architecture: v1 (the packaged model's) or v2 (ActNorm, 1x1 convs, wider "
+        "coarse stages, condition network, conditional prior); the options below override it.",
+    ),
+    stages: int | None = typer.Option(None, "--stages", help="Override the preset."),
     blocks_per_stage: int | None = typer.Option(None, "--blocks-per-stage"),
     subnet_width: int | None = typer.Option(None, "--subnet-width"),
+    stage_blocks: str | None = typer.Option(
+        None, "--stage-blocks", help="Blocks per stage, finest first, e.g. 2,2,3,3."
+    ),
+    stage_widths: str | None = typer.Option(
+        None, "--stage-widths", help="Subnet width per stage, finest first, e.g. 32,32,64,96."
+    ),
     fc_blocks: int | None = typer.Option(None, "--fc-blocks"),
     fc_width: int | None = typer.Option(None, "--fc-width"),
+    actnorm: bool | None = typer.Option(
+        None, "--actnorm/--no-actnorm", help="ActNorm before every coupling block."
+    ),
+    mixing: str | None = typer.Option(
+        None, "--mixing", help="permute (fixed) or conv1x1 (learned, Glow) in the conv stages."
+    ),
+    cond_embed: int | None = typer.Option(
+        None, "--cond-embed", help="Width of the condition network's embedding (0: raw c)."
+    ),
+    prior: str | None = typer.Option(
+        None, "--prior", help="standard (N(0, I)) or conditional (learned N(mu(c), sigma(c)^2))."
+    ),
+    prior_width: int | None = typer.Option(None, "--prior-width"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last saved epoch."),
     json_output: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
@@ -94,7 +119,23 @@ def train(
             else:
                 schema = default_schema([n.strip() for n in conditions.split(",") if n.strip()])
             config = _config(
-                size, schema.dim, stages, blocks_per_stage, subnet_width, fc_blocks, fc_width
+                preset,
+                size,
+                schema.dim,
+                {
+                    "stages": stages,
+                    "blocks_per_stage": blocks_per_stage,
+                    "subnet_width": subnet_width,
+                    "stage_blocks": _int_list(stage_blocks, "--stage-blocks"),
+                    "stage_widths": _int_list(stage_widths, "--stage-widths"),
+                    "fc_blocks": fc_blocks,
+                    "fc_width": fc_width,
+                    "actnorm": actnorm,
+                    "mixing": mixing,
+                    "cond_embed": cond_embed,
+                    "prior": prior,
+                    "prior_width": prior_width,
+                },
             )
         except ModelError as exc:  # a bad schema or architecture is the operator's input
             raise ConfigError(str(exc)) from exc
@@ -142,28 +183,28 @@ def train(
     )
 
 
-def _config(
-    size: int,
-    cond_dim: int,
-    stages: int | None,
-    blocks_per_stage: int | None,
-    subnet_width: int | None,
-    fc_blocks: int | None,
-    fc_width: int | None,
-) -> Any:
-    """The default ModelConfig with the given overrides."""
+def _config(preset: str, size: int, cond_dim: int, overrides: dict[str, Any]) -> Any:
+    """The ``preset`` ModelConfig with the given (non-None) overrides."""
     from cadp_med.model.cinn import ModelConfig
 
-    overrides = {
-        "stages": stages,
-        "blocks_per_stage": blocks_per_stage,
-        "subnet_width": subnet_width,
-        "fc_blocks": fc_blocks,
-        "fc_width": fc_width,
-    }
-    return ModelConfig(
-        size=size, cond_dim=cond_dim, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    # A uniform value given on the command line replaces the preset's per-stage list, and
+    # per-stage lists no longer fit another number of stages.
+    new_stages = "stages" in chosen and chosen["stages"] != ModelConfig.preset(preset).stages
+    if new_stages or "blocks_per_stage" in chosen:
+        chosen.setdefault("stage_blocks", ())
+    if new_stages or "subnet_width" in chosen:
+        chosen.setdefault("stage_widths", ())
+    return ModelConfig.preset(preset, size=size, cond_dim=cond_dim, **chosen)
+
+
+def _int_list(text: str | None, option: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{option} must be comma-separated integers") from exc
 
 
 def _fmt(value: float | None) -> str:

@@ -352,10 +352,18 @@ class PixelStage:
             )
             with torch.no_grad(), _audit_threads(self.options.seed is not None):
                 z, _ = self._model.encode(x_batch, c_batch)
+                # A conditional prior N(mu(c), sigma(c)^2): the privatizer clips and noises
+                # (z - mu) / sigma and refills from it. None: N(0, I), as older models.
+                prior = _prior_of(self._model, c_batch)
                 z_private = torch.empty_like(z)
                 for i, lo, hi in _runs_of_instances(chunk):
                     keys = [frame for _, frame in chunk[lo:hi]]
-                    z_private[lo:hi] = pending[i].privatizer(z[lo:hi].double(), noise_keys=keys)
+                    z_private[lo:hi] = pending[i].privatizer(
+                        z[lo:hi].double(),
+                        noise_keys=keys,
+                        prior_mean=None if prior is None else prior[0][lo:hi],
+                        prior_std=None if prior is None else prior[1][lo:hi],
+                    )
                 decoded = self._model.decode(z_private, c_batch).clamp(0.0, 1.0)
             for (i, frame), grid in zip(chunk, decoded[:, 0].cpu().numpy(), strict=True):
                 item = pending[i]
@@ -438,6 +446,14 @@ def _audit_threads(pinned: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _prior_of(model: Any, c: Any) -> tuple[Any, Any] | None:
+    """``(mu(c), sigma(c))`` in float64 of a model with a conditional prior, else None."""
+    if not model.has_conditional_prior:
+        return None
+    mean, log_std = model.prior_params(c)
+    return mean.double(), log_std.double().exp()
 
 
 def _runs_of_instances(chunk: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
