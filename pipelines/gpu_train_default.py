@@ -54,8 +54,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 #: Wheels the device image lacks, at the versions this project is tested with; all are
-#: pure Python, so the same files serve the device's Python 3.12.
-DEVICE_WHEELS = ("FrEIA==0.2", "monai==1.6.1", "pydicom==3.0.2", "nibabel==5.4.2")
+#: pure Python, so the same files serve the device's Python 3.12. FrEIA is published as
+#: an sdist only: its (pure Python) wheel is built here.
+DEVICE_WHEELS = ("monai==1.6.1", "pydicom==3.0.2", "nibabel==5.4.2")
+BUILT_WHEELS = ("FrEIA==0.2",)
 DATA_WHEELS = ("nilearn==0.14.1", "dipy==1.12.1")
 PACKED = Path(".work/gpu/trainset_128_u8.npz")
 DEFAULT_OUTPUT = Path("cadp_med/model/default/model.safetensors")
@@ -104,6 +106,10 @@ def prep(args: argparse.Namespace) -> int:
     wheels = REPO / ".whl"
     if not args.skip_download:
         _pip_download(DEVICE_WHEELS, wheels, "3.12")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), *BUILT_WHEELS],
+            check=True,
+        )
         _pip_download(DATA_WHEELS, REPO / ".work" / "wheels", None)
     built = REPO / ".work" / "trainset_128.npz"
     if not built.exists() or args.rebuild:
@@ -142,9 +148,10 @@ def train(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = work / "model.safetensors"
     argv = [
-        "--slice-set", str(PACKED),
+        "--slice-set", str(args.slice_set),
         "--time-budget", f"{args.time_budget:g}",
         *TRAIN_ARGS,
+        *args.extra,  # later options win (argparse keeps the last value)
         "-o", str(model),
     ]  # fmt: skip
     started = time.perf_counter()
@@ -194,10 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="on the device: train and write the parts to --out")
     t.add_argument("--out", required=True)
     t.add_argument("--time-budget", type=float, default=420.0)
+    t.add_argument("--slice-set", default=str(PACKED), help="packed set (default: prep's)")
+    t.add_argument(
+        "extra", nargs=argparse.REMAINDER,
+        help="after --: more train_default_model.py options (a CPU dry run: --device cpu ...)",
+    )  # fmt: skip
     a = sub.add_parser("assemble", help="here: join the parts and install the model")
     a.add_argument("folder")
     a.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT))
     args = parser.parse_args(argv)
+    if getattr(args, "extra", None) and args.extra[0] == "--":
+        args.extra = args.extra[1:]
     sys.path.insert(0, str(HERE))
     return {"prep": prep, "train": train, "assemble": assemble}[args.step](args)
 
