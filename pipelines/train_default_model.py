@@ -315,7 +315,8 @@ def choose_temperature(
         "how_chosen": (
             f"smallest Frechet distance between real held-out slices (n={len(held)}) and the "
             f"same slices privatized at eps {epsilon:g} (laplace, card clip_l1, default "
-            f"release, posterior-sample, seed {seed}), on {feature_how}; chosen before any "
+            f"release, posterior-sample, seed {seed}; all of eps on the latent, the slices "
+            f"being windowed already), on {feature_how}; chosen before any "
             f"user image is seen and applied only outside the released block, so the "
             f"guarantee is unchanged"
         ),
