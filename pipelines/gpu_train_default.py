@@ -155,15 +155,26 @@ def train(args: argparse.Namespace) -> int:
         "-o", str(model),
     ]  # fmt: skip
     started = time.perf_counter()
-    code = tdm.main(argv)
+    # The trained weights go to --out at once, so that they come back even if the
+    # temperature measurement overruns the lease (their card then has no temperature:
+    # anonymize uses 1). The final card replaces them at the end.
+    code = tdm.main(argv, on_trained=lambda path: _write_parts(path, out))
     if code != 0:
         return code
+    size = _write_parts(model, out)
+    print(f"done in {time.perf_counter() - started:.0f} s; {size} bytes in parts")
+    return 0
+
+
+def _write_parts(model: Path, out: Path) -> int:
+    """The model in parts of at most ``PART_BYTES`` and its card, into ``out``."""
+    for old in out.glob("model.safetensors.part*"):
+        old.unlink()
     shutil.copyfile(model.with_name(model.name + ".card.json"), out / "model.safetensors.card.json")
     data = model.read_bytes()
     for k, start in enumerate(range(0, len(data), PART_BYTES)):
         (out / f"model.safetensors.part{k}").write_bytes(data[start : start + PART_BYTES])
-    print(f"done in {time.perf_counter() - started:.0f} s; {len(data)} bytes in parts")
-    return 0
+    return len(data)
 
 
 def assemble(args: argparse.Namespace) -> int:
@@ -180,7 +191,11 @@ def assemble(args: argparse.Namespace) -> int:
     with tmp.open("wb") as handle:
         for part in parts:
             handle.write(part.read_bytes())
-    _, card = load_model(tmp)  # raises if the weights do not match the card's hash
+    try:
+        _, card = load_model(tmp)  # raises if the weights do not match the card's hash
+    except Exception:
+        tmp.unlink()
+        raise
     tmp.replace(target)
     card_file = target.with_name(target.name + ".card.json")
     shutil.copyfile(folder / "model.safetensors.card.json", card_file)

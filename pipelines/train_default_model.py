@@ -351,7 +351,9 @@ def _command_line(argv: list[str]) -> str:
     return "python pipelines/train_default_model.py " + " ".join(shlex.quote(a) for a in argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_trained: Any = None) -> int:
+    """Run the pipeline; ``on_trained(path)``, if given, is called once the weights are
+    saved and before the temperature is measured (the GPU script returns them early)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -428,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     card = train(slice_set, args.output, epochs=epochs, resume=args.resume, **common)
     train_seconds = time.perf_counter() - train_start
     print(f"trained {epochs} epochs in {train_seconds:.0f} s", flush=True)
+    if on_trained is not None:
+        on_trained(args.output)
 
     temperatures = [float(t) for t in args.temperatures.split(",") if t.strip()]
     temperature = choose_temperature(

@@ -94,3 +94,40 @@ def test_temperature_is_chosen_by_measurement_and_recorded(
     assert training["slice_set"]["data"] == [{"id": "pydicom", "slices": 48}]
     assert training["augmentation"]["seed"] == 0
     assert not (tmp_path / "m.safetensors.train-state.pt").exists()
+
+
+def test_model_travels_in_parts_and_is_verified_on_assembly(tmp_path: Path) -> None:
+    import argparse
+
+    from cadp_med.model.checkpoint import save_model
+    from cadp_med.model.cinn import CINN
+    from cadp_med.model.conditions import default_schema
+    from tests.model.test_cinn import SMALL
+
+    script = SCRIPT.with_name("gpu_train_default.py")
+    spec = importlib.util.spec_from_file_location("gpu_train_default", script)
+    assert spec is not None and spec.loader is not None
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    gpu.PART_BYTES = 100_000  # force several parts
+    model = tmp_path / "train" / "model.safetensors"
+    card = {"conditions": default_schema().to_dict(), "privacy_defaults": {}}
+    saved = save_model(model, CINN(SMALL), card)
+    out = tmp_path / "out"
+    out.mkdir()
+    size = gpu._write_parts(model, out)
+    parts = sorted(out.glob("model.safetensors.part*"))
+    assert len(parts) == -(-size // 100_000) > 3
+    assert all(p.stat().st_size <= 100_000 for p in parts)
+    target = tmp_path / "installed.safetensors"
+    assert gpu.assemble(argparse.Namespace(folder=str(out), output=str(target))) == 0
+    assert target.read_bytes() == model.read_bytes()
+    # A damaged part is refused by the content hash and nothing is installed.
+    (out / "model.safetensors.part3").write_bytes(b"\0" * 100_000)
+    bad = tmp_path / "bad.safetensors"
+    from cadp_med.errors import ModelError
+
+    with pytest.raises(ModelError):
+        gpu.assemble(argparse.Namespace(folder=str(out), output=str(bad)))
+    assert not bad.exists() and not list(tmp_path.glob("*.assembling"))
+    assert saved["content_hash"].startswith("sha256:")
