@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_cinn.py [--threads N] [--seconds S] [--device cpu|cuda]
+        [--models default,paper-xray,v2]
 
 For each model and batch size (1, 8, 32) a fresh subprocess measures slices/s of
 encode + decode (inference mode, after one warm-up pass; the median pass time over
@@ -11,6 +12,11 @@ belongs to one measurement.  FLOPs per slice are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and matmuls only; elementwise
 work is not counted) and compared with this machine's fp32 matmul peak, measured in the
 same run with a large ``torch.mm``.
+
+``v2`` is the proposed next default (``ModelConfig.preset("v2")``: ActNorm, learned 1x1
+convolutions, more and wider blocks in the coarse stages, a condition network and the
+conditional prior); its pass includes the prior's ``mu(c), sigma(c)`` and the
+standardisation the privatizer needs.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ CONFIGS = {
         fc_width=1024,
         cond_injection="concat",
     ),
+    "v2": ModelConfig.preset("v2", cond_dim=COND_DIM),
 }
 BATCHES = (1, 8, 32)
 
@@ -61,6 +68,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _pass(model: CINN, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Encode, standardise under the prior (identity for N(0, I)), map back, decode."""
+    z, _ = model.encode(x, c)
+    return model.decode(model.destandardize(model.standardize(z, c), c), c)
+
+
 def measure_one(name: str, batch: int, seconds: float, device: str) -> dict[str, float]:
     """slices/s of encode+decode and peak RSS for one model and batch size."""
     cfg = CONFIGS[name]
@@ -68,14 +81,14 @@ def measure_one(name: str, batch: int, seconds: float, device: str) -> dict[str,
     model = CINN(cfg).to(device).eval()
     x, c = _inputs(cfg, batch, device)
     with torch.inference_mode():
-        model.decode(model.encode(x, c)[0], c)  # warm-up (allocator, oneDNN kernels)
+        _pass(model, x, c)  # warm-up (allocator, oneDNN kernels)
         _sync(device)
         # Median pass time: robust to other processes sharing the cores.
         times: list[float] = []
         start = time.perf_counter()
         while time.perf_counter() - start < seconds or len(times) < 3:
             tick = time.perf_counter()
-            model.decode(model.encode(x, c)[0], c)
+            _pass(model, x, c)
             _sync(device)
             times.append(time.perf_counter() - tick)
     median = sorted(times)[len(times) // 2]
@@ -95,7 +108,7 @@ def flops_per_slice(name: str) -> float:
     x, c = _inputs(cfg, 1, "cpu")
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        model.decode(model.encode(x, c)[0], c)
+        _pass(model, x, c)
     return float(counter.get_total_flops())
 
 
@@ -122,6 +135,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--models", default="default,paper-xray", help=f"comma-separated, of {sorted(CONFIGS)}"
+    )
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -133,7 +149,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     print(f"fp32 matmul peak ({n}^3 torch.mm on {args.device}): {peak:.1f} GFLOP/s")
     results: dict[str, dict[str, object]] = {}
-    for name, cfg in CONFIGS.items():
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {sorted(CONFIGS)}")
+    for name in names:
+        cfg = CONFIGS[name]
         model = CINN(cfg)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         size_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
@@ -169,15 +190,18 @@ def main() -> None:
                 f"  {batch:5d}  {row['slices_per_s']:8.1f}  {row['peak_rss_mib']:12.0f}  "
                 f"{achieved:16.1f}  {achieved / peak:13.1%}  {gpu}"
             )
-    default, paper = results["default"], results["paper-xray"]
-    print("\ndefault vs paper-xray:")
-    for batch in BATCHES:
-        ratio = default["rows"][batch]["slices_per_s"] / paper["rows"][batch]["slices_per_s"]
-        print(f"  batch {batch:2d}: {ratio:.1f}x slices/s")
-    print(
-        f"  parameters: {paper['params'] / default['params']:.1f}x fewer; "
-        f"FLOPs/slice: {paper['flops'] / default['flops']:.1f}x fewer"
-    )
+    for other in ("paper-xray", "v2"):
+        if "default" not in results or other not in results:
+            continue
+        default, rival = results["default"], results[other]
+        print(f"\ndefault vs {other}:")
+        for batch in BATCHES:
+            ratio = default["rows"][batch]["slices_per_s"] / rival["rows"][batch]["slices_per_s"]
+            print(f"  batch {batch:2d}: {ratio:.2f}x slices/s")
+        print(
+            f"  parameters: {rival['params'] / default['params']:.2f}x; "
+            f"FLOPs/slice: {rival['flops'] / default['flops']:.2f}x (theirs / default's)"
+        )
 
 
 if __name__ == "__main__":
