@@ -283,6 +283,10 @@ class _FileJob:
             refusal = refuse(original)
             if refusal is not None:
                 return _Outcome(path, audit_status.QUARANTINED, reason=refusal)
+            # e.g. an image outside the model's domains, let through on request.
+            domain_warnings = getattr(options.pixel_stage, "domain_warnings", None)
+            if domain_warnings is not None:
+                warnings.extend(domain_warnings(original))
         result = self.deidentifier(original)
         warnings.extend(result.warnings)
         source_syntax = original.file_meta.get("TransferSyntaxUID") if original.file_meta else None

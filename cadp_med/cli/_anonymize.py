@@ -16,6 +16,7 @@ from cadp_med.cli._output import (
     stop_on_sigterm,
     usage_errors,
 )
+from cadp_med.io.quarantine import OUTSIDE_DOMAIN_HINT, OUTSIDE_DOMAIN_REASON
 
 
 class PixelPolicy(StrEnum):
@@ -105,6 +106,12 @@ def anonymize(
     ),
     allow_burned_in: bool = typer.Option(
         False, "--allow-burned-in", help="Process images flagged with burned-in text."
+    ),
+    allow_outside_domain: bool = typer.Option(
+        False,
+        "--allow-outside-domain",
+        help="Privatize images outside the model's declared domains (recorded) instead of "
+        "quarantining them.",
     ),
     uid_map: Path | None = typer.Option(None, "--uid-map", help="Mapping CSV to reuse."),
     export_mapping: Path | None = typer.Option(
@@ -202,6 +209,7 @@ def anonymize(
                     seed=seed,
                     device=device,
                     output_grid=output_grid,
+                    allow_outside_domain=allow_outside_domain,
                 )
             )
         options = AnonymizeOptions(
@@ -267,4 +275,6 @@ def anonymize(
             rows.append(("quarantine", summary.quarantine))
             rows.extend((f"  reason {r}", n) for r, n in sorted(summary.quarantine_reasons.items()))
         print_table("cadp-med anonymize", rows)
+    if summary.quarantine_reasons.get(OUTSIDE_DOMAIN_REASON):
+        typer.echo(f"Note: {OUTSIDE_DOMAIN_REASON}: {OUTSIDE_DOMAIN_HINT}", err=True)
     raise typer.Exit(summary.exit_code)

@@ -25,6 +25,7 @@ import numpy as np
 
 from cadp_med.errors import InputError
 from cadp_med.imaging._records import SliceRecord
+from cadp_med.model._region import body_region
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +131,10 @@ def slices_from_dicom_series(datasets: Sequence[Any]) -> list[SliceRecord]:
     -------
     list of SliceRecord
         Sorted along the slice axis (rank order gives ``slice_pos``). Metadata has
-        ``modality``, ``contrast``, ``plane``, ``slice_pos``, ``species``, ``source``
-        ("dicom"), ``frame`` and ``instance`` (index into ``datasets``), ``photometric`` and,
-        for colour input, ``colour_transform``. No header value that identifies anyone is
+        ``modality``, ``contrast``, ``plane``, ``slice_pos``, ``species``, ``region``
+        (:func:`cadp_med.model._region.body_region`, None if unknown), ``source``
+        ("dicom"), ``frame`` and ``instance`` (index into ``datasets``), ``photometric``
+        and, for colour input, ``colour_transform``. No header value that identifies anyone is
         copied.
 
     Raises
@@ -157,12 +159,14 @@ def slices_from_dicom_series(datasets: Sequence[Any]) -> list[SliceRecord]:
             if "PatientSpeciesDescription" in ds or "PatientSpeciesCodeSequence" in ds
             else "human"
         )
+        region = body_region(ds)  # a vocabulary label only; the header text stays here
         for index in range(n_frames):
             frame = array[index]
             meta: dict[str, Any] = {
                 "modality": modality,
                 "contrast": contrast,
                 "species": species,
+                "region": region,
                 "source": "dicom",
                 "instance": instance,
                 "frame": index,

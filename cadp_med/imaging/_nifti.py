@@ -92,6 +92,23 @@ def infer_labels(
     return modality, contrast
 
 
+def sidecar_region(path: Path, sidecar: Path | None = None) -> str | None:
+    """Body region from a BIDS sidecar's ``BodyPartExamined``, ``SeriesDescription`` or
+    ``ProtocolName`` (dcm2niix writes them); ``None`` without a sidecar or evidence."""
+    from cadp_med.model._region import body_region
+
+    if sidecar is None:
+        candidate = path.with_name(_stem(path) + ".json")
+        sidecar = candidate if candidate.is_file() else None
+    if sidecar is None:
+        return None
+    try:
+        side = json.loads(Path(sidecar).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable BIDS sidecar: {type(exc).__name__}") from exc
+    return body_region(side) if isinstance(side, dict) else None
+
+
 def display_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Slice a RAS volume and orient it in the radiological display convention."""
     if axis == 0:  # [A, S] → rows S descending, columns A descending (towards posterior)
@@ -221,6 +238,7 @@ def slices_from_nifti(
         "modality": modality,
         "contrast": contrast,
         "species": species,
+        "region": sidecar_region(path, sidecar),
         "source": source or _stem(path),
     }
     yield from slices_from_volume(

@@ -17,7 +17,25 @@ from cadp_med.errors import ConfigError
 from cadp_med.io._atomic import atomic_write
 from cadp_med.io._hashing import path_hash
 
-__all__ = ["Quarantine", "default_quarantine_root", "check_quarantine_location"]
+__all__ = [
+    "OUTSIDE_DOMAIN_HINT",
+    "OUTSIDE_DOMAIN_REASON",
+    "Quarantine",
+    "check_quarantine_location",
+    "default_quarantine_root",
+]
+
+OUTSIDE_DOMAIN_REASON = "pixels-outside-model-domain"
+OUTSIDE_DOMAIN_HINT = (
+    "the image's modality/contrast, body region or plane is not among the domains the "
+    "model card declares (a region the header does not name counts as outside). Train a "
+    "model on such images with `cadp-med train DATA... --conditions "
+    "modality,plane,slice_pos,region -o MODEL.safetensors` and anonymize with "
+    "`--model MODEL.safetensors`, or pass --allow-outside-domain to privatize them with "
+    "this model anyway (recorded in each output's provenance)"
+)
+# What to do about a reason, written into its note (fixed text: never a value).
+_HINTS = {OUTSIDE_DOMAIN_REASON: OUTSIDE_DOMAIN_HINT}
 
 
 def default_quarantine_root(output: PathLike) -> Path:
@@ -86,6 +104,8 @@ class Quarantine:
             "input_path_hash": digest,
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        if reason in _HINTS:
+            note["message"] = _HINTS[reason]
         payload = (json.dumps(note, sort_keys=True) + "\n").encode()
         atomic_write(
             self.root / f"{digest[:16]}.reason.json", lambda s: s.write(payload), mode=0o600

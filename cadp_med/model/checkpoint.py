@@ -7,7 +7,7 @@ so ``cadp-med inspect`` stays fast.
 
 Card keys (other modules read these): ``format``, ``cadp_med_version``, ``architecture``,
 ``conditions``, ``normalization``, ``latent``, ``privacy_defaults``, ``training``,
-``heldout_bits_per_dim``, ``content_hash``.
+``heldout_bits_per_dim``, ``content_hash``, and ``domains`` (``cadp_med.model._domains``).
 """
 
 from __future__ import annotations
@@ -101,6 +101,38 @@ def save_model(path: str | Path, model: CINN, card: dict[str, Any]) -> dict[str,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={CARD_KEY: text})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    card_path(path).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return full
+
+
+def update_model_card(path: str | Path, sections: dict[str, Any]) -> dict[str, Any]:
+    """Add or replace card ``sections`` of a saved model without touching its weights.
+
+    The tensors are read, checked against the card's ``content_hash`` and written back
+    unchanged with the new card (embedded and beside), so the hash stays valid. Sections
+    that :func:`save_model` derives from the model (``architecture``, ``latent``,
+    ``format``, ``cadp_med_version``, ``content_hash``) cannot be replaced here.
+    """
+    from safetensors.torch import load_file, save_file
+
+    fixed = {"architecture", "latent", "format", "cadp_med_version", "content_hash"}
+    if fixed & set(sections):
+        raise ModelError(f"card sections {sorted(fixed & set(sections))} come from the weights")
+    path = Path(path)
+    card = read_model_card(path)
+    tensors = load_file(str(path), device="cpu")
+    if content_hash(tensors) != card.get("content_hash"):
+        raise ModelError("model weights do not match the content hash in the model card")
+    full = {**card, **sections}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(full, sort_keys=True)})
+        os.chmod(tmp, path.stat().st_mode & 0o777)  # mkstemp's 0600 would hide a shared model
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -214,6 +214,9 @@ def _register(stage: Any, plans: list[_Plan]) -> None:
             continue  # quarantined when the volume itself is processed
         positions = [float(p @ geometry.normal) for p in geometry.positions]
         stage.add_series(plan.identity.series_uid, plan.identity.study_uid, positions)
+        # The built DICOM header names no region: the domain check reads the sidecar's
+        # BodyPartExamined / SeriesDescription / ProtocolName (unknown without them).
+        stage.set_series_region(plan.identity.series_uid, plan.sidecar)
 
 
 def _voxels(image: Any) -> np.ndarray:
@@ -257,6 +260,7 @@ def _process(
         return outcome
     voxels = _voxels(plan.image)
     datasets: list[Any] = []
+    domain_warnings: list[str] = []
     if not to_nifti or options.pixels != "keep":
         geometry = slice_geometry(plan.image.affine, voxels.shape[2])
         sex = str(cleaned.get("PatientSex", "")).upper()[:1] if retain else ""
@@ -269,8 +273,13 @@ def _process(
             patient_sex=sex if sex in ("M", "F", "O") else None,
             method_codes=_METHOD_CODES[options.pixels],
         )
+        if stage is not None and datasets:
+            refusal = stage.refuse_reason(datasets[0])  # e.g. outside the model's domains
+            if refusal is not None:
+                raise UnreadableInstance(refusal)
+            domain_warnings = stage.domain_warnings(datasets[0])
         datasets = _apply_pixels(datasets, options.pixels, stage, plan.modality, voxels, identity)
-    warnings = [*plan.warnings, f"nifti: {removed} sidecar keys removed"]
+    warnings = [*plan.warnings, f"nifti: {removed} sidecar keys removed", *domain_warnings]
     if to_nifti:
         written = [write_nifti_volume(plan.image, voxels, datasets, cleaned, targets[0])]
     else:

@@ -73,6 +73,11 @@ class PixelOptions:
         released subspace (1 = the prior; 0 = its mode, smoother images). Fixed in
         advance and independent of the image, so the guarantee is unchanged. ``None``:
         the model card's measured default (:func:`card_temperature`).
+    allow_outside_domain : bool
+        Privatize images outside the domains (modality/contrast x body region x plane)
+        that the model card declares, instead of quarantining them as
+        ``pixels-outside-model-domain``; each such image is recorded in its provenance
+        and gets an audit warning.
     """
 
     epsilon: float = 2.0
@@ -89,6 +94,7 @@ class PixelOptions:
     output_format: str = "dicom"
     batch_size: int = 16
     temperature: float | None = None
+    allow_outside_domain: bool = False
 
     def __post_init__(self) -> None:
         _choice(self.mechanism, _MECHANISMS, "mechanism")
@@ -149,4 +155,5 @@ class PixelOptions:
             "budget": self.budget,
             "seeded": self.seed is not None,
             "output_grid": self.output_grid,
+            "allow_outside_domain": bool(self.allow_outside_domain),
         }

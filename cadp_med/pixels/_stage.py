@@ -27,6 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from cadp_med.errors import ConfigError
+from cadp_med.io.quarantine import OUTSIDE_DOMAIN_REASON as OUTSIDE_DOMAIN
 from cadp_med.pixels._codec import apply_pixels, encode_frames, is_colour, lossy_history
 from cadp_med.pixels._options import PixelOptions, card_temperature
 from cadp_med.pixels._prepass import StudyIndex
@@ -68,6 +69,8 @@ class PixelStage:
         self._model: Any = None
         self._schema: Any = None
         self._windows: dict[str, dict[str, Any]] = {}
+        # Body region of series without a DICOM header (NIfTI volumes), from their sidecar.
+        self._series_regions: dict[str, str | None] = {}
         self._base_config = self._mechanism(self.card)
 
     # -- set-up -------------------------------------------------------------------------
@@ -153,14 +156,56 @@ class PixelStage:
     # -- refusals -----------------------------------------------------------------------
     def refuse_reason(self, original: Dataset) -> str | None:
         """A reason category when this object must not be processed, else None."""
-        if self.options.output_grid != "model":
-            return None
-        if str(original.get("SOPClassUID", "")) == SEG_SOP_CLASS:
-            # Its masks are on the original grid; the images would be on the model grid.
-            return "seg-on-model-grid"
-        if "PerFrameFunctionalGroupsSequence" in original:
-            return "functional-groups-on-model-grid"
+        if self.options.output_grid == "model":
+            if str(original.get("SOPClassUID", "")) == SEG_SOP_CLASS:
+                # Its masks are on the original grid; the images would be on the model grid.
+                return "seg-on-model-grid"
+            if "PerFrameFunctionalGroupsSequence" in original:
+                return "functional-groups-on-model-grid"
+        if "PixelData" in original and not self.options.allow_outside_domain:
+            domain = self.domain_of(original)
+            if domain is not None and not domain["inside"]:
+                # The model would turn it into an image of what it knows (a spine CT
+                # into a head): refuse unless the operator says otherwise.
+                return OUTSIDE_DOMAIN
         return None
+
+    def set_series_region(self, series_uid: str, header: Any) -> None:
+        """Take the body region of a series from ``header`` (a NIfTI volume's BIDS sidecar)
+        instead of its DICOM header; only the derived label is kept."""
+        from cadp_med.model._region import body_region
+
+        self._series_regions[series_uid] = body_region(header)
+
+    def domain_of(self, original: Dataset) -> dict[str, Any] | None:
+        """The instance's domain ``{modality, region, plane, inside}``; None when the model
+        card declares no domains (a model trained before domains were recorded)."""
+        from cadp_med.model import ConditionSchema, metadata_from_dataset
+        from cadp_med.model._domains import domain_key, is_inside
+        from cadp_med.model._region import body_region
+
+        domains = self.card.get("domains")
+        if not domains:
+            return None
+        schema = self._schema or ConditionSchema.from_dict(self.card["conditions"])
+        meta = metadata_from_dataset(original, schema=schema)
+        series_uid = str(original.get("SeriesInstanceUID", ""))
+        meta["region"] = (
+            self._series_regions[series_uid]
+            if series_uid in self._series_regions
+            else body_region(original, schema.tables.get("region"))
+        )
+        if meta["plane"] is None:  # enhanced multi-frame: orientation in functional groups
+            meta["plane"] = _functional_group_plane(original)
+        key = domain_key(meta, self.card["conditions"])
+        return {**key, "inside": is_inside(domains, key)}
+
+    def domain_warnings(self, original: Dataset) -> list[str]:
+        """Audit warnings for an instance privatized outside the model's domains."""
+        domain = self.domain_of(original) if "PixelData" in original else None
+        if domain is None or domain["inside"]:
+            return []
+        return [f"{OUTSIDE_DOMAIN} allowed (--allow-outside-domain)"]
 
     # -- per series ---------------------------------------------------------------------
     def _window(self, series_uid: str, ds: Dataset, records: list[Any]) -> dict[str, Any]:
@@ -254,6 +299,7 @@ class PixelStage:
             config=config,
             n_study=n_study,
             privatizer=self._privatizer(config, deid_result.pseudonyms.sop_uid),
+            domain=self.domain_of(original),
         )
 
     def finish(self, pending: list[_PendingInstance]) -> list[Dataset | Exception]:
@@ -298,9 +344,13 @@ class PixelStage:
         if lossy is not None:
             for keyword, value in lossy.items():
                 setattr(out, keyword, value)
-        add_provenance(
-            out, self._parameters(item.config, item.n_study, item.window), self.options.label()
-        )
+        parameters = self._parameters(item.config, item.n_study, item.window)
+        if item.domain is not None:
+            parameters["domain"] = {
+                **item.domain,
+                "allowed_outside": not item.domain["inside"],
+            }
+        add_provenance(out, parameters, self.options.label())
         return out
 
     def _fresh_privatizer(self, item: _PendingInstance) -> Any:
@@ -420,6 +470,7 @@ class _PendingInstance:
     config: Any
     n_study: int
     privatizer: Any
+    domain: dict[str, Any] | None = None
 
     @property
     def rows(self) -> int:
@@ -530,3 +581,16 @@ def _model_grid_geometry(original: Dataset, info: Any) -> dict[str, Any]:
         position = position + along_col * shift_rows
         geometry["ImagePositionPatient"] = [f"{v:.6f}" for v in position]
     return geometry
+
+
+def _functional_group_plane(ds: Dataset) -> str | None:
+    """Plane from the shared (else the first per-frame) Plane Orientation Sequence."""
+    from cadp_med.model.conditions import plane_from_orientation
+
+    for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        try:
+            orientation = ds[group][0].PlaneOrientationSequence[0].ImageOrientationPatient
+        except (KeyError, IndexError, AttributeError, TypeError):
+            continue
+        return plane_from_orientation(orientation)
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cadp_med.errors import ConfigError, ModelError
+from cadp_med.model._domains import domain_counts
 from cadp_med.model.conditions import ConditionSchema
 from cadp_med.training._augment import batch_augmenter
 from cadp_med.training.metrics import (
@@ -315,6 +316,8 @@ def train_model(
             "history": history,
         },
         "heldout_bits_per_dim": history[-1]["heldout_bpd"] if len(held_idx) else None,
+        # What the model may be used on: anonymize refuses inputs outside these.
+        "domains": domain_counts([train_meta[i] for i in train_idx], schema.to_dict()),
     }
     return save_model(out_path, model.cpu(), card)
 

@@ -136,7 +136,13 @@ def test_privatize_changes_voxels_and_series(
         bids_study, tmp_path / "keep", key=KEY, options=AnonymizeOptions(pixels="keep")
     )
     assert keep.written == 25
-    stage = PixelStage(PixelOptions(epsilon=1.0, seed=5, model=model_path, device="cpu"))
+    # The sidecar names no body region, so the volume is outside the packaged model's
+    # domains; this test is about the NIfTI pixel path (the check: tests/pixels/test_domain.py).
+    stage = PixelStage(
+        PixelOptions(
+            epsilon=1.0, seed=5, model=model_path, device="cpu", allow_outside_domain=True
+        )
+    )
     options = AnonymizeOptions(pixel_stage=stage, nifti=NiftiOptions(output_format="nifti"))
     summary = anonymize_study(bids_study, tmp_path / "priv", key=KEY, options=options)
     assert (summary.written, summary.quarantined) == (1, 0)

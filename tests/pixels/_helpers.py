@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import SAMPLE_DATA, TEST_KEY
 
@@ -17,12 +17,15 @@ from tests.conftest import SAMPLE_DATA, TEST_KEY
 def synthetic_ct_series(out: Path, n: int, *, side: int = 64, source: Path | None = None) -> Path:
     """``n`` copies of a real CT slice with new UIDs and positions 1 mm apart.
 
-    The slice is reduced to ``side x side`` by striding (CT_small is 128 x 128); each copy
-    is a distinct instance of one series of one study.
+    The slice is reduced to ``side x side`` by striding and stored uncompressed; each copy
+    is a distinct instance of one series of one study. The default source is the head CT
+    of ``sample_data/ct_head`` (512 x 512, Body Part Examined HEAD), inside the packaged
+    model's domains, so these runs are privatized rather than quarantined.
     """
-    source = source or SAMPLE_DATA / "ct_small" / "CT_small.dcm"
+    source = source or SAMPLE_DATA / "ct_head" / "J2K_pixelrep_mismatch.dcm"
     ds = pydicom.dcmread(source)
     pixels = ds.pixel_array
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     stride = max(1, pixels.shape[0] // side)
     pixels = np.ascontiguousarray(pixels[::stride, ::stride][:side, :side])
     ds.PixelData = pixels.tobytes()
