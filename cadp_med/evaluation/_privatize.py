@@ -4,6 +4,12 @@ Every image gets its own noise key (its index in the evaluated set), so an image
 never depends on its batch companions and no two images share noise.  The evaluation seeds
 the privatizer from a ``torch.Generator`` because it is an audit that must be repeatable;
 released data must never use a known seed.
+
+The latents handed around here are those the mechanism acts on: the standardised
+``u = (z - mu(c)) / sigma(c)`` of a model with a conditional prior (``z`` itself under
+N(0, I)).  :func:`encode_all` standardises and :func:`decode_all` maps back, so clipping,
+noise, the N(0, 1) posterior, the refill and the latent-space linkage attacker all work
+in the mechanism's own coordinates, as ``cadp-med anonymize`` does.
 """
 
 from __future__ import annotations
@@ -20,30 +26,33 @@ from cadp_med.privacy import LatentPrivatizer, MechanismConfig
 def encode_all(
     model: Any, x: np.ndarray, c: np.ndarray, *, device: str, batch_size: int = 512
 ) -> np.ndarray:
-    """Latents ``[N, D]`` (float64) of images ``x`` under conditions ``c``."""
+    """Standardised latents ``[N, D]`` (float64) of images ``x`` under conditions ``c``."""
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.asarray(x[start : start + batch_size], dtype=np.float32))
             cb = torch.from_numpy(np.asarray(c[start : start + batch_size], dtype=np.float32))
             z, _ = model.encode(xb.to(device), cb.to(device))
-            out.append(z.double().cpu().numpy())
+            out.append(model.standardize(z, cb.to(device)).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.latent_dim))
 
 
 def decode_all(
     model: Any, z: np.ndarray, c: np.ndarray, *, device: str, batch_size: int = 512
 ) -> np.ndarray:
-    """Images ``[N, 1, S, S]`` from latents, clamped to the valid range [0, 1].
+    """Images ``[N, 1, S, S]`` from standardised latents, clamped to the valid range [0, 1].
 
-    Clamping is post-processing of the release, so it cannot weaken the guarantee.
+    Mapping back through the prior of the public ``c`` and clamping are post-processing
+    of the release, so they cannot weaken the guarantee.
     """
     out = []
     with torch.no_grad():
         for start in range(0, len(z), batch_size):
             zb = torch.from_numpy(np.asarray(z[start : start + batch_size], dtype=np.float32))
             cb = torch.from_numpy(np.asarray(c[start : start + batch_size], dtype=np.float32))
-            out.append(model.decode(zb.to(device), cb.to(device)).clamp(0, 1).cpu().numpy())
+            cb = cb.to(device)
+            zb = model.destandardize(zb.to(device), cb)
+            out.append(model.decode(zb, cb).clamp(0, 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0,))
 
 
