@@ -48,8 +48,12 @@ def _resolve(
     release: str,
     kind: str,
     clip: float | None,
-) -> tuple[int, tuple[int, int] | None, float]:
-    """(D, release range or None, clip) from the card or the explicit options."""
+) -> tuple[int, tuple[int, int] | None, float, str]:
+    """(D, release range or None, clip, prior) from the card or the explicit options.
+
+    The prior is the card's ``architecture.prior`` ("standard" for cards written before
+    the conditional prior existed, and without a card).
+    """
     if model is not None and latent_dim is not None:
         raise ConfigError("give either --model or --latent-dim, not both")
     if model is None and latent_dim is None:
@@ -68,17 +72,18 @@ def _resolve(
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError("the model card lacks latent or privacy_defaults fields") from exc
         rng = span if release == "coarsest" else None
-        return dim, rng, clip if clip is not None else card_clip
+        prior = str((card.get("architecture") or {}).get("prior", "standard"))
+        return dim, rng, clip if clip is not None else card_clip, prior
     assert latent_dim is not None
     if clip is None:
         raise ConfigError("--clip is required without a model card")
     if release == "all":
-        return latent_dim, None, clip
+        return latent_dim, None, clip, "standard"
     if release_dims is None:
         raise ConfigError("--release-dims is required with --release coarsest and no model")
     if not 0 < release_dims <= latent_dim:
         raise ConfigError("--release-dims must be in [1, --latent-dim]")
-    return latent_dim, (0, release_dims), clip
+    return latent_dim, (0, release_dims), clip, "standard"
 
 
 def privacy_report(
@@ -110,7 +115,9 @@ def privacy_report(
         if budget not in _BUDGETS:
             raise ConfigError(f"--budget must be one of {list(_BUDGETS)}")
         kind = mechanism.strip().lower()
-        dim, span, clip_value = _resolve(model, latent_dim, release_dims, release, kind, clip)
+        dim, span, clip_value, prior = _resolve(
+            model, latent_dim, release_dims, release, kind, clip
+        )
         config = MechanismConfig(
             kind=kind,
             epsilon=eps,
@@ -122,7 +129,9 @@ def privacy_report(
         if budget == "study":
             config = split_budget(eps, slices, delta, base=config)
         released = dim if span is None else span[1] - span[0]
-        report = build_report(config=config, latent_dim=dim, release_dims=released, n_slices=slices)
+        report = build_report(
+            config=config, latent_dim=dim, release_dims=released, n_slices=slices, prior=prior
+        )
     except CadpError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from None

@@ -39,6 +39,19 @@ _STATEMENT = (
 )
 
 
+_PRIOR_STATEMENTS = {
+    "standard": "standard N(0, I): clip and noise act on the released latent z_S itself",
+    "conditional": (
+        "learned conditional N(mu(c), diag sigma(c)^2): clip and noise act on the "
+        "standardised released latent u_S = (z_S - mu(c)) / sigma(c), and the posterior "
+        "post-processing and the refill of the other dims (mu(c) + temperature * sigma(c) "
+        "* N(0, 1)) use the same prior. mu and sigma depend only on the conditions c, "
+        "which are released with the image, so standardising and mapping back are "
+        "post-processing: the guarantee above is unchanged"
+    ),
+}
+
+
 def _snr(config: MechanismConfig, dims: int) -> float:
     std = noise_std(config)
     if std == 0.0:
@@ -83,12 +96,14 @@ class PrivacyReport:
     per_study: dict[str, tuple[float, float]]
     conditions: str
     statement: str
+    prior: str = "standard"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (infinities become the string ``"inf"``)."""
         data = dataclasses.asdict(self)
         data["per_slice"] = {"epsilon": self.per_slice[0], "delta": self.per_slice[1]}
         data["per_study"] = {k: {"epsilon": e, "delta": d} for k, (e, d) in self.per_study.items()}
+        data["prior_statement"] = _PRIOR_STATEMENTS[self.prior]
         data["snr_definition"] = (
             "per released dimension: max typical |signal| allowed by the clip (L1: C/|S|, "
             "L2: C/sqrt(|S|)) divided by the noise standard deviation"
@@ -106,7 +121,7 @@ class PrivacyReport:
             f"Privacy: {self.label}",
             f"Mechanism: {self.mechanism}, {self.clip_norm} clip C = {self.clip:.4g}",
             f"Released subspace: dims [{self.release[0]}, {self.release[1]}) = "
-            f"{self.release_dims} of {self.latent_dim}; the rest is fresh N(0, 1)",
+            f"{self.release_dims} of {self.latent_dim}; the rest is a fresh prior draw",
             f"Noise per released dim: scale {self.noise_scale:.4g}, std {self.noise_std:.4g}",
             f"SNR per dim (bound): released {self.snr_released:.4g}, "
             f"if all {self.latent_dim} dims {self.snr_all_dims:.4g}",
@@ -115,12 +130,18 @@ class PrivacyReport:
         for method, (eps, delta) in self.per_study.items():
             lines.append(f"Per study ({self.n_slices} slices, {method}): {fmt(eps, delta)}")
         lines.append(f"Conditions: {self.conditions}")
+        lines.append(f"Prior: {_PRIOR_STATEMENTS[self.prior]}.")
         lines.append(self.statement)
         return "\n".join(lines)
 
 
 def privacy_report(
-    *, config: MechanismConfig, latent_dim: int, release_dims: int, n_slices: int
+    *,
+    config: MechanismConfig,
+    latent_dim: int,
+    release_dims: int,
+    n_slices: int,
+    prior: str = "standard",
 ) -> PrivacyReport:
     """Build the :class:`PrivacyReport` of ``config`` for a latent of ``latent_dim``.
 
@@ -134,6 +155,9 @@ def privacy_report(
         |S|; must equal the size of ``config.release`` (or D when it is None).
     n_slices : int
         Slices per study, for the per-study totals.
+    prior : {"standard", "conditional"}
+        The model's latent prior (``architecture.prior`` in its card); with
+        ``"conditional"`` the units of the clip are the standardised latent.
 
     Raises
     ------
@@ -145,6 +169,8 @@ def privacy_report(
         raise PrivacyError("release_dims does not match the configured release range")
     if not isinstance(n_slices, int) or n_slices < 1:
         raise PrivacyError("n_slices must be an integer >= 1")
+    if prior not in _PRIOR_STATEMENTS:
+        raise PrivacyError(f"prior must be one of {sorted(_PRIOR_STATEMENTS)}")
     per_study = {Composition.BASIC.value: study_total(config, n_slices, "basic")}
     if config.kind is MechanismKind.GAUSSIAN:
         for method in (Composition.ZCDP, Composition.RDP):
@@ -180,6 +206,7 @@ def privacy_report(
         per_study=per_study,
         conditions=conditions,
         statement=_STATEMENT.format(conditions=sentence),
+        prior=prior,
     )
 
 
