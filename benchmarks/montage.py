@@ -151,6 +151,10 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=80)
     plt.close(fig)
+    from PIL import Image
+
+    # Everything in it is grey: one 8-bit channel instead of RGBA, a third of the bytes.
+    Image.open(args.output).convert("L").save(args.output, optimize=True)
     print(f"wrote {args.output}")
 
 
