@@ -135,6 +135,11 @@ def anonymize(
         help="Prior draws outside the released subspace: 1 prior, 0 mode "
         "(default: the model card's measured value, else 1).",
     ),
+    window_eps_share: float = typer.Option(
+        0.1,
+        "--window-eps-share",
+        help="Share of each image's eps for its series' DP intensity window (MR, ...; not CT).",
+    ),
     model: Path | None = typer.Option(None, "--model", help="Model file (default: packaged)."),
     seed: int | None = typer.Option(None, "--seed", help="Noise seed, for audits only."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -204,6 +209,7 @@ def anonymize(
                     release=release,
                     postprocess=postprocess,
                     temperature=temperature,
+                    window_eps_share=window_eps_share,
                     budget=budget,
                     model=model,
                     seed=seed,

@@ -49,7 +49,7 @@ from cadp_med.pixels._provenance import BLANK_METHOD_CODES, PIXEL_METHOD_CODES
 logger = logging.getLogger(__name__)
 
 _METHOD_CODES = {"keep": (), "blank": BLANK_METHOD_CODES, "privatize": PIXEL_METHOD_CODES}
-# Voxels read per volume to fit an MR-style percentile window (every n-th voxel).
+# Voxels read per slice for its percentiles when the window is estimated (every n-th).
 _WINDOW_STRIDE = 7
 
 
@@ -128,6 +128,9 @@ def anonymize_volumes(
             plans.append(VolumeOutcome(path, audit_status.QUARANTINED, reason_category(exc)))
     if stage is not None:
         _register(stage, [p for p in plans if isinstance(p, _Plan)])
+        use_key = getattr(stage, "use_key", None)
+        if use_key is not None:  # a rerun draws the same DP window (cadp_med.pixels._window)
+            use_key(key)
     for plan in plans:
         if isinstance(plan, VolumeOutcome):
             yield plan
@@ -331,8 +334,15 @@ def _apply_pixels(
         for ds in datasets:
             ds.PixelData = bytes(len(ds.PixelData))
         return datasets
-    finite = voxels[np.isfinite(voxels)]
-    stage.set_window(identity.series_uid, finite.ravel()[::_WINDOW_STRIDE], modality)
+    # One window per volume, from every slice (each slice is one image of the guarantee).
+    slices = (np.ravel(voxels[:, :, k])[::_WINDOW_STRIDE] for k in range(voxels.shape[2]))
+    stage.set_window(
+        identity.series_uid,
+        slices,
+        modality,
+        header=datasets[0],
+        study_uid=identity.study_uid,
+    )
     out = []
     for ds in datasets:
         result = _StageInput(copy.deepcopy(ds), _Sop(str(ds.SOPInstanceUID)))

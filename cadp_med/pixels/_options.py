@@ -73,6 +73,12 @@ class PixelOptions:
         released subspace (1 = the prior; 0 = its mode, smoother images). Fixed in
         advance and independent of the image, so the guarantee is unchanged. ``None``:
         the model card's measured default (:func:`card_temperature`).
+    window_eps_share : float
+        Share of each image's epsilon spent on the DP intensity window of its series,
+        for modalities without a fixed window (MR and every other relative-unit
+        modality; CT uses its fixed HU window and spends nothing). ``epsilon`` stays the
+        total per image: the latent gets ``1 - window_eps_share`` of it. 0 spends
+        nothing and uses the header's whole representable range as the window.
     allow_outside_domain : bool
         Privatize images outside the domains (modality/contrast x body region x plane)
         that the model card declares, instead of quarantining them as
@@ -94,6 +100,7 @@ class PixelOptions:
     output_format: str = "dicom"
     batch_size: int = 16
     temperature: float | None = None
+    window_eps_share: float = 0.1
     allow_outside_domain: bool = False
 
     def __post_init__(self) -> None:
@@ -127,6 +134,8 @@ class PixelOptions:
             raise ConfigError("batch size must be at least 1")
         if self.temperature is not None and not 0.0 <= float(self.temperature) <= 1.0:
             raise ConfigError("temperature must be in [0, 1]")
+        if not 0.0 <= float(self.window_eps_share) < 1.0:
+            raise ConfigError("window eps share must be in [0, 1)")
 
     @property
     def model_path(self) -> Path:
@@ -152,6 +161,7 @@ class PixelOptions:
             "release": self.release,
             "postprocess": self.postprocess,
             "temperature": None if self.temperature is None else float(self.temperature),
+            "window_eps_share": float(self.window_eps_share),
             "budget": self.budget,
             "seeded": self.seed is not None,
             "output_grid": self.output_grid,

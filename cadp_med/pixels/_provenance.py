@@ -11,8 +11,9 @@
 * Series Description: suffix ``[CADP eps=...]``.
 * A private block, creator ``CADP_MED 1`` in group 0071: (0071,1000) UT holds the full
   parameters as JSON (mechanism, eps, delta, clip, norm, released dims, per-slice and
-  per-study totals, model content hash, seeded, and the released intensity window).
-  It holds no header value of the input.
+  per-study totals, model content hash, seeded, and the released intensity window: its
+  method, mechanism, epsilon and share). ``epsilon_slice`` is the image's total,
+  ``epsilon_latent + epsilon_window``. It holds no header value of the input.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Per image instance (all frames of a multi-frame instance, in batches of
 
     decode + Modality LUT (+ BT.601 luminance for colour)   cadp_med.imaging
     conditions from the header (slice_pos from the pre-pass) cadp_med.model
-    window per series → [0, 1] (MONOCHROME1 flipped)        cadp_med.imaging.Normalizer
+    window per series → [0, 1] (MONOCHROME1 flipped)        _window (fixed or DP), Normalizer
     pad + resample to the model grid                        cadp_med.imaging.to_model_grid
     encode, clip, noise, decode with the same conditions    cadp_med.model + privacy
     back to the original matrix, modality units, stored type ``_codec``
@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,12 +32,11 @@ from cadp_med.pixels._codec import apply_pixels, encode_frames, is_colour, lossy
 from cadp_med.pixels._options import PixelOptions, card_temperature
 from cadp_med.pixels._prepass import StudyIndex
 from cadp_med.pixels._provenance import add_provenance
+from cadp_med.pixels._window import set_voi
 
 logger = logging.getLogger(__name__)
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-# Pixels read per sampled slice when fitting a percentile window (every n-th pixel).
-_WINDOW_STRIDE = 4
 
 
 class PixelStage:
@@ -71,6 +70,7 @@ class PixelStage:
         self._windows: dict[str, dict[str, Any]] = {}
         # Body region of series without a DICOM header (NIfTI volumes), from their sidecar.
         self._series_regions: dict[str, str | None] = {}
+        self._window_secret: bytes | None = None
         self._base_config = self._mechanism(self.card)
 
     # -- set-up -------------------------------------------------------------------------
@@ -92,6 +92,7 @@ class PixelStage:
         """Original → privatized Series Instance UIDs of the indexed image series."""
         from cadp_med.pixels._uids import series_uid_overrides
 
+        self.use_key(key)  # the pipeline's one call with the run key before any pixel
         return series_uid_overrides(
             key, self.index.image_series(), imported, retain_uids=retain_uids
         )
@@ -111,10 +112,56 @@ class PixelStage:
             self.index.study_slices.get(study_uid, 0) + info.n_slices
         )
 
-    def set_window(self, series_uid: str, samples: np.ndarray, modality: str | None) -> None:
-        """Fit the intensity window of a series from ``samples`` of all its voxels."""
+    def use_key(self, key: bytes) -> None:
+        """Derive the window randomness from the run key (see ``cadp_med.pixels._window``)."""
+        from cadp_med.pixels._window import window_secret
+
+        self._window_secret = window_secret(key)
+
+    def set_window(
+        self,
+        series_uid: str,
+        slices: Iterable[np.ndarray],
+        modality: str | None,
+        *,
+        header: Dataset,
+        study_uid: str,
+    ) -> None:
+        """Fit the intensity window of a series from (subsampled) values of each slice.
+
+        ``header`` is one of its datasets (its representable range bounds a DP window);
+        ``study_uid`` the study whose budget the series spends.
+        """
         self._load()
-        self._windows[series_uid] = self._normalizer.fit(samples, modality=modality)
+        self._windows[series_uid] = self._fit_window(
+            series_uid, study_uid, slices, modality, header
+        )
+
+    def _fit_window(
+        self,
+        series_uid: str,
+        study_uid: str,
+        slices: Iterable[np.ndarray],
+        modality: str | None,
+        header: Dataset,
+    ) -> dict[str, Any]:
+        from cadp_med.pixels._window import fit_window, window_rng
+        from cadp_med.privacy import split_window
+
+        share = float(self.options.window_eps_share)
+        config, _ = self._config_for(study_uid)
+        # The window's epsilon per slice: its share of the slice's (a study budget's
+        # share of this study); inf when nothing is DP.
+        epsilon = split_window(config, share)[1] if config.is_dp else math.inf
+        return fit_window(
+            slices,
+            normalizer=self._normalizer,
+            modality=modality,
+            header=header,
+            epsilon=epsilon,
+            share=share,
+            rng=window_rng(self.options.seed, self._window_secret, series_uid),
+        )
 
     def _mechanism(self, card: dict[str, Any]) -> Any:
         from cadp_med.privacy import MechanismConfig
@@ -209,18 +256,29 @@ class PixelStage:
 
     # -- per series ---------------------------------------------------------------------
     def _window(self, series_uid: str, ds: Dataset, records: list[Any]) -> dict[str, Any]:
+        from cadp_med.pixels._window import WINDOW_INSTANCES, WINDOW_STRIDE, slice_values
+
         window = self._windows.get(series_uid)
         if window is not None:
             return window
         modality = records[0].metadata.get("contrast") or records[0].metadata.get("modality")
         info = self.index.series.get(series_uid)
-        samples: list[np.ndarray] = []
-        paths = info.sample_paths() if info is not None else []
-        for path in paths:
-            samples.extend(_sample_pixels(path))
-        if not samples:  # a one-instance series, or no pre-pass: this instance itself
-            samples = [np.ravel(r.pixels)[::_WINDOW_STRIDE] for r in records]
-        window = self._normalizer.fit(np.concatenate(samples), modality=modality)
+        paths = info.sample_paths(WINDOW_INSTANCES) if info is not None else []
+
+        def slices() -> Iterator[np.ndarray]:
+            # Read lazily, one instance at a time: a fixed window reads nothing, and a
+            # DP window keeps two numbers per slice, not the slices.
+            found = False
+            for path in paths:
+                for values in slice_values(path):
+                    found = True
+                    yield values
+            if not found:  # a one-instance series, or no pre-pass: this instance itself
+                yield from (np.ravel(r.pixels)[::WINDOW_STRIDE] for r in records)
+
+        window = self._fit_window(
+            series_uid, str(ds.get("StudyInstanceUID", "")), slices(), modality, ds
+        )
         self._windows[series_uid] = window
         return window
 
@@ -237,6 +295,14 @@ class PixelStage:
             )
             return config, n_study
         return self._base_config, max(n_study, 1)
+
+    def _latent_config(self, config: Any, window: dict[str, Any]) -> Any:
+        """The latent's share of a slice config once its series' window has spent its own."""
+        from cadp_med.privacy import split_window
+
+        if window.get("method") != "dp-median":
+            return config  # fixed, range or NOT DP: nothing spent on the window
+        return split_window(config, float(window["share"]))[0]
 
     # -- the stage ----------------------------------------------------------------------
     @property
@@ -288,6 +354,7 @@ class PixelStage:
                 meta["slice_pos"] = record.metadata["slice_pos"]
             metas.append(meta)
         config, n_study = self._config_for(str(original.get("StudyInstanceUID", "")))
+        config = self._latent_config(config, window)
         return _PendingInstance(
             original=original,
             deid_result=deid_result,
@@ -340,6 +407,7 @@ class PixelStage:
         if self.options.output_grid == "model":
             header.update(_model_grid_geometry(original, grids[0]))
         apply_pixels(out, data, header)
+        set_voi(out, item.window)
         lossy = lossy_history(original, _syntax(original))
         if lossy is not None:
             for keyword, value in lossy.items():
@@ -427,16 +495,22 @@ class PixelStage:
         return outputs
 
     def _parameters(self, config: Any, n_study: int, window: dict[str, Any]) -> dict[str, Any]:
+        from cadp_med.pixels._window import provenance, window_note
         from cadp_med.privacy import per_slice, study_total
 
-        eps_slice, delta_slice = per_slice(config)
-        eps_study, delta_study = study_total(config, n_study, "basic")
+        # ``config`` is the latent's; the window's epsilon adds to it (``--eps`` in all).
+        spent = window.get("epsilon", 0.0)
+        window_eps = float(spent) if window.get("method") == "dp-median" else 0.0
+        eps_slice, delta_slice = per_slice(config, window_eps)
+        eps_study, delta_study = study_total(config, n_study, "basic", window_epsilon=window_eps)
         start, stop = config.released_range(int(self.card["latent"]["dim"]))
         finite = math.isfinite(eps_slice)
         return {
             "mechanism": config.kind.value,
             "dp": config.is_dp,
             "epsilon_slice": round(eps_slice, 6) if finite else "inf",
+            "epsilon_latent": round(per_slice(config)[0], 6) if finite else "inf",
+            "epsilon_window": round(window_eps, 6),
             "delta_slice": delta_slice,
             "epsilon_study": round(eps_study, 6) if finite else "inf",
             "delta_study": delta_study,
@@ -451,8 +525,8 @@ class PixelStage:
             "model_content_hash": self.card.get("content_hash"),
             "seeded": self.options.seed is not None,
             "output_grid": self.options.output_grid,
-            "window": {"low": window["low"], "high": window["high"], "method": window["method"]},
-            "window_note": "released unnoised with the image, like the conditions",
+            "window": provenance(window),
+            "window_note": window_note(window),
         }
 
 
@@ -522,8 +596,10 @@ def _normalizer(card: dict[str, Any]) -> Any:
     from cadp_med.imaging import Normalizer
 
     spec = card.get("normalization") or {}
+    spec = spec.get("spec", spec)  # training writes {"spec": ..., "windows": ...}
     if spec.get("kind") == "window":
-        return Normalizer.from_spec(spec)
+        # The card's fixed windows first; the packaged table only where it has none.
+        return Normalizer.from_spec(spec).with_packaged_windows()
     return Normalizer()  # the defaults the training-set builder uses
 
 
@@ -540,20 +616,6 @@ def _usable_spacing(spacing: tuple[float, float]) -> tuple[float, float]:
 def _syntax(ds: Dataset) -> str | None:
     meta = getattr(ds, "file_meta", None)
     return str(meta.get("TransferSyntaxUID", "")) if meta is not None else None
-
-
-def _sample_pixels(path: Any) -> list[np.ndarray]:
-    """Subsampled modality values of one instance (for the series window)."""
-    import pydicom
-
-    from cadp_med.imaging import slices_from_dicom_series
-
-    try:
-        ds = pydicom.dcmread(path)
-        records = slices_from_dicom_series([ds])
-    except Exception:  # unreadable files are quarantined by the main pass
-        return []
-    return [np.ravel(r.pixels)[::_WINDOW_STRIDE].astype(np.float64) for r in records]
 
 
 def _model_grid_geometry(original: Dataset, info: Any) -> dict[str, Any]:

@@ -84,7 +84,7 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -162,9 +162,11 @@ def dp_median_bin(
 
 
 def slice_percentiles(
-    slices: Sequence[np.ndarray], percentiles: tuple[float, float]
+    slices: Iterable[np.ndarray], percentiles: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each slice's own (lower, upper) percentile: the one number per slice and end.
+
+    ``slices`` is read once, one slice at a time (it may be a generator).
 
     Non-finite voxels are ignored; a slice with none left contributes 0 (a fixed value,
     so the per-slice sensitivity is unchanged).
