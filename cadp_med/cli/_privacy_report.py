@@ -99,6 +99,11 @@ def privacy_report(
     rr_eps: float | None = typer.Option(
         None, "--condition-rr-eps", help="Randomized response epsilon on conditions."
     ),
+    window_share: float = typer.Option(
+        0.1,
+        "--window-eps-share",
+        help="Share of each image's eps for its series' DP intensity window (MR, ...; not CT).",
+    ),
     model: Path | None = typer.Option(None, "--model", help="Model file whose card to read."),
     latent_dim: int | None = typer.Option(None, "--latent-dim", help="D without a model."),
     release_dims: int | None = typer.Option(None, "--release-dims", help="|S| without a model."),
@@ -130,7 +135,12 @@ def privacy_report(
             config = split_budget(eps, slices, delta, base=config)
         released = dim if span is None else span[1] - span[0]
         report = build_report(
-            config=config, latent_dim=dim, release_dims=released, n_slices=slices, prior=prior
+            config=config,
+            latent_dim=dim,
+            release_dims=released,
+            n_slices=slices,
+            prior=prior,
+            window_share=window_share,
         )
     except CadpError as exc:
         typer.echo(f"error: {exc}", err=True)

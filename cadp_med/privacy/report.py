@@ -14,6 +14,15 @@ allows to the noise standard deviation:
 Both are upper bounds reached when the clipped latent sits on the clip boundary with
 its mass spread evenly.  ``snr_all_dims`` is the same quantity had all D dimensions been
 released with the same C and epsilon, to show what restricting the release buys.
+
+Intensity window
+----------------
+With ``window_share`` f > 0, every image of a series whose window is estimated (relative
+units: MR and all modalities without a fixed window) spends ``f`` of its epsilon on that
+window (:mod:`cadp_med.privacy._window`) and the latent gets ``1 - f``; the noise numbers
+are the latent's. Fixed-window modalities (CT in HU) spend nothing on the window; their
+latent gets the whole epsilon (``fixed_window_noise_scale``). The per-slice and per-study
+totals are the same for both.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from typing import Any
 from cadp_med.errors import PrivacyError
 from cadp_med.privacy._calibration import noise_scale, noise_std
 from cadp_med.privacy._config import MechanismConfig, MechanismKind
-from cadp_med.privacy.accounting import Composition, per_slice, study_total
+from cadp_med.privacy.accounting import Composition, per_slice, split_window, study_total
 
 NOT_DP_LABEL = "NOT DP (epsilon = inf: no noise is added)"
 
@@ -97,6 +106,10 @@ class PrivacyReport:
     conditions: str
     statement: str
     prior: str = "standard"
+    window_share: float = 0.0
+    window_epsilon: float = 0.0
+    latent_epsilon: float = math.inf
+    fixed_window_noise_scale: float = math.inf
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (infinities become the string ``"inf"``)."""
@@ -129,6 +142,17 @@ class PrivacyReport:
         ]
         for method, (eps, delta) in self.per_study.items():
             lines.append(f"Per study ({self.n_slices} slices, {method}): {fmt(eps, delta)}")
+        if self.window_epsilon > 0:
+            lines[5:5] = [
+                f"Intensity window (relative units: MR and every modality without a fixed "
+                f"window): DP median by the exponential mechanism, epsilon = "
+                f"{self.window_epsilon:.4g} per slice (share {self.window_share:.4g}); the "
+                f"latent gets epsilon = {self.latent_epsilon:.4g} (the noise above)",
+                f"Fixed-window modalities (CT in HU): no window budget; the latent gets the "
+                f"whole epsilon, noise scale {self.fixed_window_noise_scale:.4g}",
+            ]
+        elif self.is_dp:
+            lines.insert(5, "Intensity window: fixed, or the header's range; no budget")
         lines.append(f"Conditions: {self.conditions}")
         lines.append(f"Prior: {_PRIOR_STATEMENTS[self.prior]}.")
         lines.append(self.statement)
@@ -142,6 +166,7 @@ def privacy_report(
     release_dims: int,
     n_slices: int,
     prior: str = "standard",
+    window_share: float = 0.0,
 ) -> PrivacyReport:
     """Build the :class:`PrivacyReport` of ``config`` for a latent of ``latent_dim``.
 
@@ -155,6 +180,9 @@ def privacy_report(
         |S|; must equal the size of ``config.release`` (or D when it is None).
     n_slices : int
         Slices per study, for the per-study totals.
+    window_share : float
+        Share of each slice's epsilon spent on a relative-unit series' DP intensity
+        window (see the module doc); 0: none. ``config`` carries the slice's whole epsilon.
     prior : {"standard", "conditional"}
         The model's latent prior (``architecture.prior`` in its card); with
         ``"conditional"`` the units of the clip are the standardised latent.
@@ -171,10 +199,16 @@ def privacy_report(
         raise PrivacyError("n_slices must be an integer >= 1")
     if prior not in _PRIOR_STATEMENTS:
         raise PrivacyError(f"prior must be one of {sorted(_PRIOR_STATEMENTS)}")
-    per_study = {Composition.BASIC.value: study_total(config, n_slices, "basic")}
+    whole = config
+    config, window_eps = split_window(whole, window_share)
+    per_study = {
+        Composition.BASIC.value: study_total(config, n_slices, "basic", window_epsilon=window_eps)
+    }
     if config.kind is MechanismKind.GAUSSIAN:
         for method in (Composition.ZCDP, Composition.RDP):
-            per_study[method.value] = study_total(config, n_slices, method)
+            per_study[method.value] = study_total(
+                config, n_slices, method, window_epsilon=window_eps
+            )
     if config.condition_rr_epsilon is None:
         conditions = "released unnoised (NOT protected by the guarantee)"
     else:
@@ -202,11 +236,15 @@ def privacy_report(
         snr_released=_snr(config, release_dims),
         snr_all_dims=_snr(all_dims, latent_dim),
         n_slices=n_slices,
-        per_slice=per_slice(config),
+        per_slice=per_slice(config, window_eps),
         per_study=per_study,
         conditions=conditions,
         statement=_STATEMENT.format(conditions=sentence),
         prior=prior,
+        window_share=float(window_share) if window_eps > 0 else 0.0,
+        window_epsilon=window_eps,
+        latent_epsilon=config.epsilon,
+        fixed_window_noise_scale=noise_scale(whole),
     )
 
 

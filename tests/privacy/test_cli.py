@@ -51,8 +51,8 @@ def test_report_path_does_not_import_torch():
         "import sys\n"
         "from cadp_med.cli._privacy_report import privacy_report\n"
         "privacy_report(eps=1.0, mechanism='gaussian', delta=1e-5, clip=1.0, release='all',"
-        " slices=3, budget='slice', rr_eps=None, model=None, latent_dim=16,"
-        " release_dims=None, as_json=True)\n"
+        " slices=3, budget='slice', rr_eps=None, window_share=0.1, model=None,"
+        " latent_dim=16, release_dims=None, as_json=True)\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -107,8 +107,8 @@ def test_model_card_path_does_not_import_torch(tmp_path):
         "import sys\n"
         "from cadp_med.cli._privacy_report import privacy_report\n"
         "privacy_report(eps=1.0, mechanism='laplace', delta=None, clip=None,"
-        f" release='coarsest', slices=3, budget='slice', rr_eps=None, model={model!r},"
-        " latent_dim=None, release_dims=None, as_json=True)\n"
+        f" release='coarsest', slices=3, budget='slice', rr_eps=None, window_share=0.1,"
+        f" model={model!r}, latent_dim=None, release_dims=None, as_json=True)\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -120,3 +120,17 @@ def test_unreadable_model_is_a_usage_error(tmp_path):
     bad.write_bytes(b"nope")
     result = _invoke("--eps", "1", "--model", str(bad))
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_window_share_is_reported_and_keeps_the_totals():
+    result = _invoke("--eps", "2", *EXPLICIT, "--slices", "5", "--json")
+    data = json.loads(result.output)
+    assert data["window_share"] == pytest.approx(0.1)
+    assert data["window_epsilon"] == pytest.approx(0.2)
+    assert data["latent_epsilon"] == pytest.approx(1.8)
+    assert data["per_slice"]["epsilon"] == pytest.approx(2.0)
+    assert data["per_study"]["basic"]["epsilon"] == pytest.approx(10.0)
+    assert data["noise_scale"] == pytest.approx(data["fixed_window_noise_scale"] / 0.9)
+    text = _invoke("--eps", "2", *EXPLICIT, "--window-eps-share", "0.25").output
+    assert "Intensity window" in text and "epsilon = 0.5 per slice (share 0.25)" in text
+    assert _invoke("--eps", "2", *EXPLICIT, "--window-eps-share", "1").exit_code == 2
