@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_cinn.py [--threads N] [--seconds S] [--device cpu|cuda]
-        [--models default,paper-xray,v2]
+        [--models default,paper-xray,v2] [--interleaved ROUNDS]
 
 For each model and batch size (1, 8, 32) a fresh subprocess measures slices/s of
 encode + decode (inference mode, after one warm-up pass; the median pass time over
@@ -99,6 +99,37 @@ def measure_one(name: str, batch: int, seconds: float, device: str) -> dict[str,
     return out
 
 
+def compare_interleaved(names: list[str], batch: int, rounds: int, device: str) -> None:
+    """Median pass time of several models measured in alternation in one process.
+
+    On shared cores the load drifts between the separate runs above; alternating one pass
+    of each model per round exposes every model to the same load, so the ratios hold.
+    """
+    models = {}
+    for name in names:
+        torch.manual_seed(0)
+        models[name] = CINN(CONFIGS[name]).to(device).eval()
+    x, c = _inputs(CONFIGS[names[0]], batch, device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for model in models.values():
+            _pass(model, x, c)
+        for _ in range(rounds):
+            for name, model in models.items():
+                tick = time.perf_counter()
+                _pass(model, x, c)
+                _sync(device)
+                times[name].append(time.perf_counter() - tick)
+    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    first = names[0]
+    print(f"interleaved, batch {batch}, {rounds} rounds:")
+    for name in names:
+        print(
+            f"  {name:12s} {batch / median[name]:7.1f} slices/s  "
+            f"time per pass {median[name] / median[first]:.2f}x {first}'s"
+        )
+
+
 def flops_per_slice(name: str) -> float:
     """Counted FLOPs of one encode + decode of one slice."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -138,6 +169,12 @@ def main() -> None:
     parser.add_argument(
         "--models", default="default,paper-xray", help=f"comma-separated, of {sorted(CONFIGS)}"
     )
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        metavar="ROUNDS",
+        help="only compare --models in alternation, ROUNDS passes each, at batch 1 and 8",
+    )
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,6 +182,12 @@ def main() -> None:
         print(json.dumps(measure_one(args.one[0], int(args.one[1]), args.seconds, args.device)))
         return
 
+    if args.interleaved:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
+        for batch in (1, 8):
+            compare_interleaved(names, batch, args.interleaved, args.device)
+        return
     n, peak = matmul_peak_gflops(args.device)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}")
     print(f"fp32 matmul peak ({n}^3 torch.mm on {args.device}): {peak:.1f} GFLOP/s")
