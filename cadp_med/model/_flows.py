@@ -48,10 +48,12 @@ class ActNorm(InvertibleModule):
         flat = x.transpose(0, 1).reshape(x.shape[1], -1)
         # A floor on the std: a channel that is constant in the init batch (the border of
         # 8x8 digits) must not be blown up by a huge scale.
-        std = flat.std(dim=1).clamp_min(1e-2) if flat.shape[1] > 1 else torch.ones(x.shape[1])
+        if flat.shape[1] > 1:
+            std = flat.std(dim=1).clamp_min(1e-2)
+        else:  # one value per channel: no spread to normalise
+            std = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
         self.log_scale.copy_((-torch.log(std)).reshape(self.log_scale.shape))
-        mean = flat.mean(dim=1) * torch.exp(-torch.log(std))
-        self.bias.copy_((-mean).reshape(self.bias.shape))
+        self.bias.copy_((-flat.mean(dim=1) / std).reshape(self.bias.shape))
         self._init_pending = False
 
     def forward(

@@ -130,10 +130,30 @@ def test_conditional_prior_density_and_standardisation(v2_model: CINN) -> None:
     assert float((mean[0] - mean[1]).abs().max()) > 1e-4
 
 
+def test_nll_uses_the_density_of_the_conditional_prior(v2_model: CINN) -> None:
+    """bits/dim: -log p(x) = -log N(z; mu(c), sigma(c)) - log|det|, nothing else."""
+    from cadp_med.training.metrics import bits_per_dim, model_nll
+
+    x, meta = real_batch(64)
+    c = _conditions(meta)
+    with torch.no_grad():
+        z, log_det = v2_model.encode(x, c)
+        mean, log_std = v2_model.prior_params(c)
+        nll = model_nll(v2_model, z, log_det, c)
+    normal = torch.distributions.Normal(mean.double(), log_std.double().exp())
+    expected = -normal.log_prob(z.double()).sum(1) - log_det.double()
+    assert torch.allclose(nll.double(), expected, rtol=1e-5)
+    dim = z.shape[1]
+    assert torch.allclose(
+        bits_per_dim(nll, dim).double(), (expected + dim * math.log(256)) / (dim * math.log(2))
+    )
+
+
 def test_fresh_prior_is_standard_normal_and_legacy_has_none() -> None:
     model = CINN(V2_SMALL)
     c = _conditions(real_batch(64)[1])
-    mean, log_std = model.prior_params(c)
+    with torch.no_grad():
+        mean, log_std = model.prior_params(c)
     assert float(mean.abs().max()) == 0.0 and float(log_std.abs().max()) == 0.0
     legacy = CINN(ModelConfig(size=64, cond_dim=COND_DIM, stages=3, fc_width=32))
     assert not legacy.has_conditional_prior
