@@ -51,6 +51,12 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--mechanism", default="laplace", choices=("laplace", "gaussian"))
     parser.add_argument("--release", default="default", choices=("default", "all"))
     parser.add_argument("--train-epochs", type=int, default=None)
+    parser.add_argument(
+        "--prior",
+        default="standard",
+        choices=("standard", "conditional"),
+        help="prior of the cINN trained here (conditional: learned N(mu(c), sigma(c)^2))",
+    )
     parser.add_argument("--limit-train", type=int, default=None)
     parser.add_argument("--classifier-epochs", type=int, default=None)
     parser.add_argument("--no-dpsgd", action="store_true")
@@ -86,7 +92,7 @@ def main() -> None:
         print(f"training cINN on {len(keep)} images for {train_epochs} epochs on {device}")
         train_eval_model(
             sub, model_path, epochs=train_epochs, seed=args.seed, device=device,
-            batch_size=64 if quick else 256, lr=1e-3, progress=True,
+            batch_size=64 if quick else 256, lr=1e-3, progress=True, prior=args.prior,
         )  # fmt: skip
     timings["cinn_training_s"] = time.perf_counter() - start
     model, card = load_model(model_path, device=device)

@@ -65,6 +65,7 @@ def _model_and_data(
     seed: int,
     device: str,
     progress: bool,
+    prior: str = "standard",
 ) -> tuple[Any, dict[str, Any], Any]:
     """Load (or, for digits / Fashion-MNIST without a model file, train) the cINN."""
     from cadp_med.evaluation import load_eval_data, train_eval_model
@@ -86,7 +87,13 @@ def _model_and_data(
         raise ConfigError("--model is required (a missing file is trained and written there)")
     data = load_eval_data(data_spec, seed=seed)
     train_eval_model(
-        data, model_path, epochs=train_epochs, seed=seed, device=device, progress=progress
+        data,
+        model_path,
+        epochs=train_epochs,
+        seed=seed,
+        device=device,
+        progress=progress,
+        prior=prior,
     )
     model, card = load_model(model_path, device=device)
     return model, card, data
@@ -123,6 +130,12 @@ def evaluate(
     classifier_epochs: int = typer.Option(15, "--classifier-epochs"),
     batch_size: int = typer.Option(128, "--batch-size"),
     train_epochs: int = typer.Option(20, "--train-epochs", help="cINN epochs when training."),
+    prior: str = typer.Option(
+        "standard",
+        "--prior",
+        help="Prior of a cINN trained here: standard (N(0, I)) or conditional (N(mu(c), "
+        "sigma(c)^2)).",
+    ),
     dpsgd: bool = typer.Option(True, "--dpsgd/--no-dpsgd", help="Run the DP-SGD baseline."),
     categorical: bool = typer.Option(
         False, "--categorical", help="Run the paper's tabular experiment (diabetes) instead."
@@ -145,6 +158,8 @@ def evaluate(
             raise ConfigError("--mechanism must be laplace or gaussian")
         if candidates < 2 or queries < 1:
             raise ConfigError("--candidates must be >= 2 and --queries >= 1")
+        if prior not in ("standard", "conditional"):
+            raise ConfigError("--prior must be standard or conditional")
         device = resolve_device(device)
         if categorical:
             from cadp_med.evaluation._categorical import run_categorical
@@ -187,6 +202,7 @@ def evaluate(
             seed=seed,
             device=device,
             progress=not json_output,
+            prior=prior,
         )
         with _progress(steps(settings), not json_output) as step:
             report = run_evaluation(net, card, dataset, settings, progress=step)

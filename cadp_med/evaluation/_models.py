@@ -12,21 +12,34 @@ from typing import Any
 from cadp_med.evaluation._data import EvalData
 
 
-def small_config(size: int, cond_dim: int) -> Any:
+def small_config(size: int, cond_dim: int, *, prior: str = "standard") -> Any:
     """A compact :class:`~cadp_med.model.ModelConfig` for an ``size`` x ``size`` grid.
 
     8x8: two stages (8 -> 4 -> 2), release = the 16-dimensional fully connected block.
     32x32: three stages (32 -> 16 -> 8 -> 4), release = the 128-dimensional FC block.
+    ``prior``: ``"standard"`` (N(0, I)) or ``"conditional"`` (learned N(mu(c), sigma(c)^2)).
     """
     from cadp_med.model.cinn import ModelConfig
 
     if size <= 8:
         return ModelConfig(
-            size=size, cond_dim=cond_dim, stages=2, subnet_width=32, fc_blocks=2, fc_width=128
+            size=size,
+            cond_dim=cond_dim,
+            stages=2,
+            subnet_width=32,
+            fc_blocks=2,
+            fc_width=128,
+            prior=prior,  # type: ignore[arg-type]
         )
     stages = 2 if size == 16 else 3
     return ModelConfig(
-        size=size, cond_dim=cond_dim, stages=stages, subnet_width=48, fc_blocks=2, fc_width=256
+        size=size,
+        cond_dim=cond_dim,
+        stages=stages,
+        subnet_width=48,
+        fc_blocks=2,
+        fc_width=256,
+        prior=prior,  # type: ignore[arg-type]
     )
 
 
@@ -40,6 +53,7 @@ def train_eval_model(
     batch_size: int = 64,
     lr: float = 1e-3,
     progress: bool = False,
+    prior: str = "standard",
 ) -> dict[str, Any]:
     """Train a class-conditional cINN on ``data``'s training images; return its card."""
     from cadp_med.training import train_model
@@ -48,7 +62,7 @@ def train_eval_model(
         data.x_train,
         data.meta_train,
         schema=data.schema,
-        config=small_config(data.size, data.schema.dim),
+        config=small_config(data.size, data.schema.dim, prior=prior),
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
