@@ -25,6 +25,7 @@ from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
 from cadp_med.io._atomic import remove_stale_parts
+from cadp_med.io._commit import GroupCommit
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
 from cadp_med.io.limits import DEFAULT_LIMITS, ResourceLimits
@@ -100,6 +101,12 @@ class AnonymizeOptions:
         Hold ``OUT/.cadp-med.lock`` for the run, refusing a second run on the same
         output. The batch runner passes False: it holds its own lock and runs
         several studies into one output at once.
+    durability : {"group", "syncfs", "file", "none"}
+        How written files are made durable before their audit lines are committed
+        (:mod:`cadp_med.io._commit`): ``group`` fsyncs the files of a group of up to
+        64 files (or 1 s) and then their folders; ``syncfs`` flushes the output file
+        system once per group instead; ``file`` fsyncs each file before its rename;
+        ``none`` writes atomically without any flush (scratch outputs only).
     """
 
     profile: Any = field(default_factory=_default_profile)
@@ -115,6 +122,7 @@ class AnonymizeOptions:
     decode_isolation: Literal["process", "inline"] = "process"
     lock: bool = True
     validate_pixels: Literal["structure", "decode"] = "structure"
+    durability: Literal["group", "syncfs", "file", "none"] = "group"
 
     def __post_init__(self) -> None:
         if self.pixels not in _PIXEL_MODES:
@@ -125,6 +133,8 @@ class AnonymizeOptions:
             raise ConfigError("decode_isolation must be one of process, inline")
         if self.validate_pixels not in ("structure", "decode"):
             raise ConfigError("validate_pixels must be one of structure, decode")
+        if self.durability not in ("group", "syncfs", "file", "none"):
+            raise ConfigError("durability must be one of group, syncfs, file, none")
 
 
 @dataclass
@@ -460,6 +470,8 @@ def _pixel_setup(
     Deidentifier makes every reference to the series (SEG, SR, presentation states)
     point at it.
     """
+    if options.pixels == "keep":
+        return uid_map, ()  # without importing the pixel package (startup time)
     from cadp_med.pixels._provenance import BLANK_METHOD_CODES, PIXEL_METHOD_CODES
 
     if options.pixels == "blank":
@@ -580,24 +592,36 @@ def _run(
 
         recorder = MappingRecorder()
     paths = [item.path for item in discovery.files]
-    from cadp_med.nifti import split_nifti
+    volumes, skipped_files = [], list(discovery.skipped)
+    if skipped_files:
+        # Only then: the NIfTI package loads the pixel stage's modules, which a
+        # header-only run of DICOM files never needs (startup time).
+        from cadp_med.nifti import split_nifti
 
-    volumes, skipped_files = split_nifti(discovery.skipped)
+        volumes, skipped_files = split_nifti(discovery.skipped)
     uid_map, method_codes = _pixel_setup(options, key, paths, uid_map)
     config = _JobConfig(options, key, out_root, uid_map, patient_id_map, method_codes)
     reasons: Counter[str] = Counter()
     groups: dict[str, set[Any]] = {"patients": set(), "studies": set(), "series": set()}
-    with AuditLog(summary.audit_log) as audit:
-        for skipped in skipped_files:
-            summary.non_dicom += 1
-            audit.record(skipped.path, audit_status.SKIPPED_NON_DICOM, reason=skipped.reason)
-        for done, outcome in enumerate(_outcomes(config, paths, recorder), start=1):
-            _finish(outcome, out_root, quarantine, audit, summary, reasons, groups)
-            if progress is not None:
-                progress(done, len(paths))
-            if stop is not None and stop():
-                summary.interrupted = True
-                break
+    with AuditLog(summary.audit_log, deferred=True) as audit:
+        # Audit lines wait for their files to be durable (cadp_med.io._commit).
+        commit = GroupCommit(out_root, audit, options.durability)
+        try:
+            for skipped in skipped_files:
+                summary.non_dicom += 1
+                audit.record(skipped.path, audit_status.SKIPPED_NON_DICOM, reason=skipped.reason)
+            for done, outcome in enumerate(_outcomes(config, paths, recorder), start=1):
+                _finish(outcome, out_root, quarantine, audit, summary, reasons, groups,
+                        commit)  # fmt: skip
+                commit.maybe_commit()
+                if progress is not None:
+                    progress(done, len(paths))
+                if stop is not None and stop():
+                    summary.interrupted = True
+                    break
+        finally:
+            # Also when a fatal write error stops the run: what was written is kept.
+            commit.close()
         if volumes and not summary.interrupted:
             from cadp_med.nifti import anonymize_volumes
 
@@ -627,13 +651,15 @@ def _finish(
     summary: RunSummary,
     reasons: Counter[str],
     groups: dict[str, set[Any]],
+    commit: GroupCommit | None = None,
 ) -> None:
     """Write, quarantine and audit one outcome, in the main process."""
+    group = commit.group if commit is not None else None
     if outcome.status == audit_status.WRITTEN:
         assert outcome.dataset is not None
         try:
             target = output_path(out_root, outcome.pseudonyms)
-            if is_done(target):
+            if is_done(target) or (group is not None and target in group):
                 # A duplicate instance earlier in this very run wrote it.
                 outcome.status = audit_status.SKIPPED_DONE
             else:
@@ -642,6 +668,7 @@ def _finish(
                     out_root,
                     outcome.pseudonyms,
                     transfer_syntax=outcome.transfer_syntax or "",
+                    group=group,
                 )
         except OSError as exc:
             if exc.errno in _FATAL_WRITE_ERRORS:

@@ -31,20 +31,36 @@ SYNC_EVERY = 64
 
 
 class AuditLog:
-    """Append-only JSON Lines audit log, flushed after every record.
+    """Append-only JSON Lines audit log.
+
+    By default every record is flushed at once (a killed process loses none) and the
+    log is fsynced every :data:`SYNC_EVERY` records. With ``deferred=True`` records
+    are held in memory until :meth:`commit`, which appends them in one write and
+    fsyncs: the caller first makes the files they describe durable
+    (:class:`cadp_med.io._atomic.WriteGroup`), so a record never reaches the disk
+    before its file does.
 
     Parameters
     ----------
     path : str or os.PathLike
         The log file; its folder is created, and existing records are kept (a
         resumed run appends to them).
+    deferred : bool, default False
+        Hold records until :meth:`commit` (or :meth:`close`).
     """
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, *, deferred: bool = False) -> None:
         self.path = Path(path).absolute()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._unsynced = 0
+        self._deferred = deferred
+        self._pending: list[str] = []
+
+    @property
+    def pending(self) -> int:
+        """Records held for the next :meth:`commit` (deferred mode)."""
+        return len(self._pending)
 
     def record(
         self,
@@ -84,7 +100,11 @@ class AuditLog:
             "actions": dict(sorted((actions or {}).items())),
             "warnings": list(warnings),
         }
-        self._stream.write(json.dumps(entry, sort_keys=True) + "\n")
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        if self._deferred:
+            self._pending.append(line)
+            return
+        self._stream.write(line)
         # flush() puts each line in the OS page cache, so a killed process loses none; the
         # fsync that protects against power loss is grouped, since one per file would
         # double the run's disk flushes. Lines lost to a power cut are audited again on
@@ -100,9 +120,25 @@ class AuditLog:
         os.fsync(self._stream.fileno())
         self._unsynced = 0
 
+    def commit(self) -> None:
+        """Append the held records in one write and fsync the log (deferred mode).
+
+        One write to a file opened for appending: concurrent runs sharing the log
+        (the batch runner's studies) never interleave within a group.
+        """
+        if self._pending:
+            self._stream.write("".join(self._pending))
+            self._pending.clear()
+            self.sync()
+
+    def discard_pending(self) -> None:
+        """Drop the held records (their files could not be made durable)."""
+        self._pending.clear()
+
     def close(self) -> None:
-        """Sync and close the log file."""
+        """Commit what is held, sync and close the log file."""
         if not self._stream.closed:
+            self.commit()
             self.sync()
             self._stream.close()
 

@@ -31,7 +31,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from cadp_med._types import PathLike
 from cadp_med.errors import DeidError
-from cadp_med.io._atomic import atomic_write
+from cadp_med.io._atomic import WriteGroup, atomic_write
 from cadp_med.io._pixel_source import StreamedPixelData
 
 __all__ = [
@@ -405,6 +405,7 @@ def write_instance(
     *,
     transfer_syntax: str = ExplicitVRLittleEndian,
     durable: bool = True,
+    group: WriteGroup | None = None,
 ) -> Path:
     """Write ``ds`` with new File Meta Information, atomically.
 
@@ -421,6 +422,9 @@ def write_instance(
     durable : bool, default True
         fsync the file before it is renamed into place (see
         :func:`cadp_med.io._atomic.atomic_write`). The write is atomic either way.
+    group : cadp_med.io._atomic.WriteGroup, optional
+        Make the file durable, and (by default) create it under its final name, only
+        at ``group.commit()``: one flush for many files. ``durable`` is then ignored.
 
     Returns
     -------
@@ -459,5 +463,5 @@ def write_instance(
         def write(stream: BinaryIO) -> None:
             _write_part10(stream, to_write, syntax)
 
-    atomic_write(target, write, durable=durable)
+    atomic_write(target, write, durable=durable, group=group)
     return target
