@@ -1,0 +1,57 @@
+"""``cadp-med anonymize --pixels keep`` loads none of the pixel model's heavy modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import pydicom_file
+
+# What header work never needs: the model (torch, FrEIA), imaging toolkits, plotting,
+# networking and distribution, and the rich console (non-tty runs print plain text).
+HEAVY = (
+    "torch",
+    "FrEIA",
+    "monai",
+    "SimpleITK",
+    "matplotlib",
+    "pynetdicom",
+    "ray",
+    "sklearn",
+    "scipy",
+    "rich",
+    "nibabel",
+)
+
+_PROBE = """
+import json, sys
+from cadp_med.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "modules": sorted(m.split(".")[0] for m in sys.modules)}))
+"""
+
+
+def test_header_only_anonymize_imports_no_heavy_module(tmp_path: Path) -> None:
+    study = tmp_path / "in"
+    study.mkdir()
+    (study / "ct.dcm").write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, "anonymize", str(study), "-o", str(out),
+         "--pixels", "keep", "--ephemeral-key", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )  # fmt: skip
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done.stderr[-2000:]
+    assert len(list(out.rglob("*.dcm"))) == 1  # the run did its work
+    loaded = set(report["modules"]) & set(HEAVY)
+    assert not loaded, f"header-only anonymize imported {sorted(loaded)}"
