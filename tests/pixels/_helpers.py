@@ -22,7 +22,7 @@ def synthetic_ct_series(out: Path, n: int, *, side: int = 64, source: Path | Non
     of ``sample_data/ct_head`` (512 x 512, Body Part Examined HEAD), inside the packaged
     model's domains, so these runs are privatized rather than quarantined.
     """
-    source = source or SAMPLE_DATA / "ct_head" / "J2K_pixelrep_mismatch.dcm"
+    source = source or SAMPLE_DATA / "ct_head" / "CT_head.dcm"
     ds = pydicom.dcmread(source)
     pixels = ds.pixel_array
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
