@@ -243,8 +243,11 @@ class Node:
         files = sorted(p for p in output.rglob("*.dcm") if not p.name.startswith("."))
         ledger = Ledger(self.config.staging / study / LEDGER)
         dead = 0
-        for destination in self.config.destinations:
-            dead += self._deliver(study, destination, output, files, ledger)
+        try:
+            for destination in self.config.destinations:
+                dead += self._deliver(study, destination, output, files, ledger)
+        finally:
+            ledger.sync()  # before the study is marked done or discarded
         with self._study_lock(study):
             with self._lock:
                 if study in self._due:
