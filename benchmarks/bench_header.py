@@ -1,35 +1,67 @@
-"""Header-only de-identification throughput, cadp-med against dicognito, deid and a floor.
+"""Header-only de-identification, whole processes from the command line, as an ETL job runs them.
 
-Every tool does the same work per file: read it from disk, de-identify the header, write
-the result to disk.  The floor is a plain pydicom read and write.  All tools run in this
-one process, one after the other, on the same corpus, so the ratios compare like with like.
+Each tool is run as its own process over the same corpus folder, writing to a fresh
+output folder:
+
+* ``cadp-med anonymize CORPUS -o OUT --pixels keep --allow-burned-in`` (the console script);
+* ``python -m dicognito --output-directory OUT CORPUS``;
+* ``deid --outfolder OUT identifiers --action all --input CORPUS`` (deid's own CLI, its
+  default recipe);
+* the floor: one python process that reads each file with pydicom and writes it with
+  ``save_as`` (no de-identification at all).
+
+Runs are interleaved (A B C D, A B C D, ...) so that a burst of load on a shared machine
+hits every tool alike; the median wall time of ``--repeats`` runs is reported, with each
+child's peak RSS (``os.wait4``'s ``ru_maxrss``), files/s and the ratios against dicognito
+and the floor.
 
 The corpus is every real DICOM file the test packages ship (pydicom, pydicom-data,
-deid-data, dicognito's test data when its sdist is unpacked), copied round-robin until it
-holds at least ``--min-files`` files.
+deid-data, dicognito's test data when its sdist is unpacked): compressed single and
+multi-frame images (JPEG, JPEG-LS, JPEG 2000, RLE), big endian, deflate, files without
+File Meta. It is copied round-robin until it holds ``--min-files`` files; a file whose
+SOP Instance UID is already in the corpus (a later copy, or the same instance in
+another encoding, which the test packages ship) gets a new one (through pydicom,
+keeping its encoding), so that no tool gets to skip a duplicate. Run from the repository root::
 
-Run::
-
-    python benchmarks/bench_header.py --min-files 500
+    python benchmarks/bench_header.py --min-files 500 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import generate_uid
+
+BIN = Path(sys.executable).parent
+KEY = "bench-header-key-0123456789abcdef"
+
+FLOOR = """
+import sys, warnings
+from pathlib import Path
+import pydicom
+warnings.simplefilter("ignore")
+corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+failed = 0
+for path in sorted(p for p in corpus.rglob("*") if p.is_file()):
+    try:
+        pydicom.dcmread(path, force=True).save_as(out / path.name)
+    except Exception:
+        failed += 1
+sys.exit(1 if failed else 0)
+"""
 
 
 def real_dicom_files() -> list[Path]:
@@ -66,208 +98,160 @@ def real_dicom_files() -> list[Path]:
     return sorted(set(usable))
 
 
-def build_corpus(files: list[Path], min_files: int, into: Path) -> list[Path]:
+def build_corpus(files: list[Path], min_files: int, into: Path) -> tuple[list[Path], Counter]:
+    """Copy ``files`` round-robin into ``into`` until it holds ``min_files``; return the
+    corpus and a count of its kinds. Copies after the first get a new SOP Instance UID."""
     corpus: list[Path] = []
+    kinds: Counter[str] = Counter()
     index = 0
+    seen: set[str] = set()
     while len(corpus) < max(min_files, len(files)):
         source = files[index % len(files)]
         target = into / f"{len(corpus):05d}.dcm"
-        shutil.copyfile(source, target)
+        uid = str(pydicom.dcmread(source, force=True, stop_before_pixels=True).SOPInstanceUID)
+        if uid not in seen:
+            shutil.copyfile(source, target)
+            seen.add(uid)
+        else:
+            ds = pydicom.dcmread(source, force=True)
+            ds.SOPInstanceUID = generate_uid()
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            try:
+                ds.save_as(target)  # written like the original: same encoding, meta or not
+            except Exception:  # noqa: BLE001 - keep the original bytes (a duplicate)
+                shutil.copyfile(source, target)
+                kinds["duplicate copies"] += 1
+        ds = pydicom.dcmread(target, force=True, stop_before_pixels=True)
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+        if syntax is None:
+            kinds["no File Meta"] += 1
+        elif syntax.is_compressed and syntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
+            kinds["compressed"] += 1
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+                kinds["compressed multi-frame"] += 1
+        elif syntax == pydicom.uid.DeflatedExplicitVRLittleEndian:
+            kinds["deflate"] += 1
+        elif syntax == pydicom.uid.ExplicitVRBigEndian:
+            kinds["big endian"] += 1
+        else:
+            kinds["native little endian"] += 1
         corpus.append(target)
         index += 1
-    return corpus
+    return corpus, kinds
 
 
-def time_tool(
-    name: str, process: Callable[[Path, Path], None], corpus: Iterable[Path], out: Path
-) -> dict[str, float]:
-    out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    files = list(corpus)
-    start = time.perf_counter()
-    cpu_start = time.process_time()
-    for index, path in enumerate(files):
-        try:
-            process(path, out / f"{index:05d}.dcm")
-        except Exception:  # noqa: BLE001 - count a tool's failures, keep timing the rest
-            failures += 1
-    seconds = time.perf_counter() - start
-    # CPU time of this process (user + system): steadier than wall time when other
-    # processes load the machine, but blind to time spent waiting (fsync, disk).
-    cpu_seconds = time.process_time() - cpu_start
+def commands(corpus: Path, out: Path) -> dict[str, list[str]]:
+    """The command line of each tool."""
+    deid = [str(BIN / "deid"), "--quiet", "--outfolder", str(out), "identifiers",
+            "--action", "all", "--input", str(corpus)]  # fmt: skip
     return {
-        "tool": name,
-        "files": len(files),
-        "seconds": seconds,
-        "files_per_second": len(files) / seconds,
-        "failures": failures,
-        "cpu_ms_per_file": cpu_seconds * 1000 / len(files),
+        "cadp-med": [
+            str(BIN / "cadp-med"),
+            "anonymize",
+            str(corpus),
+            "-o",
+            str(out),
+            "--pixels",
+            "keep",
+            "--allow-burned-in",
+        ],  # fmt: skip
+        "dicognito": [
+            sys.executable,
+            "-m",
+            "dicognito",
+            "--quiet",
+            "--output-directory",
+            str(out),
+            str(corpus),
+        ],  # fmt: skip
+        "deid": deid,
+        "floor (pydicom read+write)": [sys.executable, "-c", FLOOR, str(corpus), str(out)],
     }
 
 
-def floor_read_write(path: Path, target: Path) -> None:
-    ds = pydicom.dcmread(path, force=True)
-    ds.save_as(target)
+def run(command: list[str], env: dict[str, str], out: Path) -> tuple[float, float, int]:
+    """Run one tool; return (wall seconds, peak RSS of the child in MiB, exit status)."""
+    out.mkdir(parents=True)  # deid does not create its output folder
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return seconds, usage.ru_maxrss / 1024, process.returncode
 
 
-def make_cadp(key: bytes, *, durable: bool = True) -> Callable[[Path, Path], None]:
-    """cadp-med as the pipeline runs it: Basic Profile, pseudonym path, atomic write.
-
-    ``durable`` is write_instance's fsync-before-rename (on by default, as in the
-    pipeline); the other tools and the floor never fsync, so both settings are timed.
-    """
-    from cadp_med.deid import Deidentifier, Profile
-    from cadp_med.io.write import output_transfer_syntax, write_instance
-
-    deidentifier = Deidentifier(Profile(), key)
-    # The corpus repeats instances (the round-robin copies, and the test packages ship
-    # some instances in several encodings), and cadp-med names each output after its
-    # instance's pseudonyms. The n-th occurrence of an instance goes under its own root,
-    # so every output is a new file, as for the other tools, not a rename over an earlier
-    # output (which costs more, and which a real batch of distinct instances never does).
-    occurrences: Counter[tuple[Path, str]] = Counter()
-
-    def process(path: Path, target: Path) -> None:
-        ds = pydicom.dcmread(path, force=True)
-        result = deidentifier(ds)
-        instance = (target.parent, result.pseudonyms.sop_uid)
-        out_root = target.parent / f"occurrence-{occurrences[instance]}"
-        occurrences[instance] += 1
-        source_syntax = (
-            getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
-        )
-        syntax = output_transfer_syntax(source_syntax, pixels_unchanged=True)
-        write_instance(
-            result.dataset,
-            out_root,
-            result.pseudonyms,
-            transfer_syntax=syntax,
-            durable=durable,
-        )
-
-    return process
-
-
-def make_dicognito() -> Callable[[Path, Path], None]:
-    from dicognito.anonymizer import Anonymizer
-
-    anonymizer = Anonymizer()
-
-    def process(path: Path, target: Path) -> None:
-        ds = pydicom.dcmread(path, force=True)
-        anonymizer.anonymize(ds)
-        ds.save_as(target)
-
-    return process
-
-
-def make_deid() -> Callable[[Path, Path], None]:
-    from deid.config import DeidRecipe
-    from deid.dicom import replace_identifiers
-
-    recipe = DeidRecipe()  # deid's default recipe
-
-    def process(path: Path, target: Path) -> None:
-        parsed = replace_identifiers(dicom_files=[str(path)], deid=recipe, save=False)
-        dataset = parsed[0] if isinstance(parsed, list) else next(iter(parsed.values()))
-        dataset.save_as(target)
-
-    return process
-
-
-def make_dicom_anonymizer() -> Callable[[Path, Path], None]:
-    from dicomanonymizer import anonymize_dataset
-
-    def process(path: Path, target: Path) -> None:
-        ds = pydicom.dcmread(path, force=True)
-        anonymize_dataset(ds)
-        ds.save_as(target)
-
-    return process
+def count_outputs(out: Path) -> int:
+    return sum(1 for p in out.rglob("*") if p.is_file() and p.name != "audit.jsonl"
+               and not p.name.startswith("."))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-files", type=int, default=500)
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="repeats per tool (best and median are reported)"
-    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tools", nargs="*", help="run only these tools (names as printed)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-
-    logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
+    env = {**os.environ, "CADP_MED_KEY": KEY, "PYTHONWARNINGS": "ignore"}
     files = real_dicom_files()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-header-") as tmp:
         work = Path(tmp)
         corpus_dir = work / "corpus"
         corpus_dir.mkdir()
-        corpus = build_corpus(files, args.min_files, corpus_dir)
-        print(
-            f"corpus: {len(corpus)} files from {len(files)} distinct real files, "
-            f"{sum(p.stat().st_size for p in corpus) / 1e6:.1f} MB"
-        )
-        tools: dict[str, Callable[[], Callable[[Path, Path], None]]] = {
-            "pydicom read+write (floor)": lambda: floor_read_write,
-            "cadp-med": lambda: make_cadp(b"benchmark-key"),
-            "cadp-med (durable=False)": lambda: make_cadp(b"benchmark-key", durable=False),
-            "dicognito": make_dicognito,
-            "deid (default recipe)": make_deid,
-            "dicom-anonymizer": make_dicom_anonymizer,
-        }
-        processes: dict[str, Callable[[Path, Path], None]] = {}
-        for name, factory in tools.items():
-            try:
-                processes[name] = factory()
-            except ImportError as exc:
-                print(f"{name}: not installed ({exc.name}); skipped")
-        # Repeats are interleaved (every tool once, then again): on a shared machine a
-        # burst of load then hits all tools alike instead of one tool's every run.
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in processes}
+        corpus, kinds = build_corpus(files, args.min_files, corpus_dir)
+        size = sum(p.stat().st_size for p in corpus) / 2**20
+        print(f"corpus: {len(corpus)} files ({size:.1f} MiB) from {len(files)} distinct real "
+              f"files: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))  # fmt: skip
+        tools = commands(corpus_dir, work / "out")
+        if args.tools:
+            tools = {k: v for k, v in tools.items() if k in args.tools}
+        runs: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name in tools}
         for repeat in range(args.repeats):
-            for number, (name, process) in enumerate(processes.items()):
+            for number, name in enumerate(tools):
                 out = work / f"out-{number}-{repeat}"
-                runs[name].append(time_tool(name, process, corpus, out))
+                seconds, rss, code = run(commands(corpus_dir, out)[name], env, out)
+                runs[name].append((seconds, rss, code, count_outputs(out)))
                 shutil.rmtree(out, ignore_errors=True)
-        results = []
-        for tool_runs in runs.values():
-            best = dict(max(tool_runs, key=lambda r: r["files_per_second"]))
-            best["median_files_per_second"] = statistics.median(
-                r["files_per_second"] for r in tool_runs
-            )
-            best["max_failures"] = max(r["failures"] for r in tool_runs)
-            best["min_cpu_ms_per_file"] = min(r["cpu_ms_per_file"] for r in tool_runs)
-            results.append(best)
-
-    floor = next(r for r in results if r["tool"].startswith("pydicom"))
-    by_name = {r["tool"]: r for r in results}
-    print(
-        f"\n{'tool':28} {'best/s':>8} {'median/s':>8} {'failures':>8} {'floor/x':>8} "
-        f"{'cpu ms':>7} {'cpu/floor':>9}"
-    )
-    for r in results:
-        print(
-            f"{r['tool']:28} {r['files_per_second']:8.1f} {r['median_files_per_second']:8.1f} "
-            f"{r['max_failures']:8.0f} {floor['files_per_second'] / r['files_per_second']:8.2f} "
-            f"{r['min_cpu_ms_per_file']:7.2f} "
-            f"{r['min_cpu_ms_per_file'] / floor['min_cpu_ms_per_file']:9.2f}"
-        )
-    for cadp in ("cadp-med", "cadp-med (durable=False)"):
-        if cadp not in by_name or "dicognito" not in by_name:
-            continue
+                shutil.rmtree(out.with_name(out.name + ".quarantine"), ignore_errors=True)
+    results = {}
+    for name, tool_runs in runs.items():
+        seconds = statistics.median(r[0] for r in tool_runs)
+        results[name] = {
+            "median_seconds": seconds,
+            "files_per_second": len(corpus) / seconds,
+            "peak_rss_mib": max(r[1] for r in tool_runs),
+            "exit_codes": sorted({r[2] for r in tool_runs}),
+            "outputs": min(r[3] for r in tool_runs),
+            "seconds": [round(r[0], 2) for r in tool_runs],
+        }
+    print(f"\n{'tool':28} {'median s':>8} {'files/s':>8} {'peak RSS':>9} {'outputs':>8} "
+          f"{'exit':>6}  runs (s)")  # fmt: skip
+    for name, r in results.items():
+        print(f"{name:28} {r['median_seconds']:8.2f} {r['files_per_second']:8.1f} "
+              f"{r['peak_rss_mib']:6.0f} MiB {r['outputs']:8d} "
+              f"{','.join(map(str, r['exit_codes'])):>6}  {r['seconds']}")  # fmt: skip
+    ours = results.get("cadp-med")
+    floor = results.get("floor (pydicom read+write)")
+    if ours is not None:
         print()
-        for key, label in (("files_per_second", "best"), ("median_files_per_second", "median")):
-            ours, theirs = by_name[cadp][key], by_name["dicognito"][key]
-            print(f"{cadp} / dicognito ({label}): {ours / theirs:.2f}x (goal >= 2x)")
-            print(f"floor / {cadp} ({label}): {floor[key] / ours:.2f}x (goal <= 1.5x)")
-        ours_cpu = by_name[cadp]["min_cpu_ms_per_file"]
-        print(
-            f"CPU per file (least of the repeats): dicognito / {cadp}: "
-            f"{by_name['dicognito']['min_cpu_ms_per_file'] / ours_cpu:.2f}x, "
-            f"{cadp} / floor: {ours_cpu / floor['min_cpu_ms_per_file']:.2f}x"
-        )
+        if "dicognito" in results:
+            ratio = ours["files_per_second"] / results["dicognito"]["files_per_second"]
+            print(f"cadp-med / dicognito files/s: {ratio:.2f}x (goal >= 2x)")
+        if "deid" in results:
+            ratio = ours["files_per_second"] / results["deid"]["files_per_second"]
+            print(f"cadp-med / deid files/s: {ratio:.2f}x")
+        if floor is not None:
+            ratio = floor["files_per_second"] / ours["files_per_second"]
+            print(f"floor / cadp-med time: {ratio:.2f}x (goal <= 1.5x)")
+        print(f"cadp-med peak RSS: {ours['peak_rss_mib']:.0f} MiB (goal <= 200 MiB)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps({"files": len(corpus), "kinds": kinds,
+                                         "results": results}, indent=2))  # fmt: skip
     return 0
 
 
