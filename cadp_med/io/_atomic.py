@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import logging
 import os
@@ -243,6 +244,11 @@ def _fsync_one(name: str) -> None:
     fd = os.open(name, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        # Some file systems (certain FUSE and network ones) refuse fsync on a folder;
+        # their entries are then as durable as they can be made.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP) or not os.path.isdir(name):
+            raise
     finally:
         os.close(fd)
 
