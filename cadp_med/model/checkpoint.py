@@ -83,8 +83,6 @@ def save_model(path: str | Path, model: CINN, card: dict[str, Any]) -> dict[str,
     ``architecture``, ``latent``, ``format``, ``cadp_med_version`` and ``content_hash``
     are filled in from the model; everything else in ``card`` is kept as given.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     tensors = _state_tensors(model)
     full = dict(card)
@@ -95,18 +93,26 @@ def save_model(path: str | Path, model: CINN, card: dict[str, Any]) -> dict[str,
         latent=latent_card(model),
         content_hash=content_hash(tensors),
     )
-    text = json.dumps(full, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write_weights_and_card(tensors, full, path)
+    return full
+
+
+def _write_weights_and_card(tensors: dict[str, Any], card: dict[str, Any], path: Path) -> None:
+    """Write the tensors with the card embedded (atomically), then the card beside them."""
+    from safetensors.torch import save_file
+
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={CARD_KEY: text})
+        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(card, sort_keys=True)})
+        os.chmod(tmp, mode)  # mkstemp's 0600 would hide a model meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    card_path(path).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return full
+    card_path(path).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def update_model_card(path: str | Path, sections: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def update_model_card(path: str | Path, sections: dict[str, Any]) -> dict[str, A
     that :func:`save_model` derives from the model (``architecture``, ``latent``,
     ``format``, ``cadp_med_version``, ``content_hash``) cannot be replaced here.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     fixed = {"architecture", "latent", "format", "cadp_med_version", "content_hash"}
     if fixed & set(sections):
@@ -128,16 +134,7 @@ def update_model_card(path: str | Path, sections: dict[str, Any]) -> dict[str, A
     if content_hash(tensors) != card.get("content_hash"):
         raise ModelError("model weights do not match the content hash in the model card")
     full = {**card, **sections}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={CARD_KEY: json.dumps(full, sort_keys=True)})
-        os.chmod(tmp, path.stat().st_mode & 0o777)  # mkstemp's 0600 would hide a shared model
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    card_path(path).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_weights_and_card(tensors, full, path)
     return full
 
 

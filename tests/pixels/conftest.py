@@ -15,8 +15,8 @@ import pytest
 from cadp_med.pixels import DEFAULT_MODEL_PATH
 
 
-def train_tiny_model(out: Path) -> Path:
-    """Train a 32x32 cINN for two epochs and save it to ``out``."""
+def train_tiny_model(out: Path, config: object | None = None) -> Path:
+    """Train a 32x32 cINN (``config``, else a small v1 one) for two epochs, save to ``out``."""
     import torch
 
     from cadp_med.imaging import Normalizer
@@ -26,15 +26,16 @@ def train_tiny_model(out: Path) -> Path:
     from tests.model._slices import derived_set
 
     schema = default_schema()
-    config = ModelConfig(
-        size=32,
-        cond_dim=schema.dim,
-        stages=3,
-        blocks_per_stage=1,
-        subnet_width=8,
-        fc_blocks=1,
-        fc_width=64,
-    )
+    if config is None:
+        config = ModelConfig(
+            size=32,
+            cond_dim=schema.dim,
+            stages=3,
+            blocks_per_stage=1,
+            subnet_width=8,
+            fc_blocks=1,
+            fc_width=64,
+        )
     x, meta = derived_set(48, 32, seed=11)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

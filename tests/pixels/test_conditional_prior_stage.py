@@ -22,16 +22,14 @@ from cadp_med.model.checkpoint import load_model, read_model_card, save_model
 from cadp_med.model.cinn import CINN
 from cadp_med.pixels import PixelOptions, PixelStage
 from tests.conftest import SAMPLE_DATA, TEST_KEY
+from tests.pixels.conftest import train_tiny_model
 
 _DERIVED = {"architecture", "latent", "format", "cadp_med_version", "content_hash"}
 
 
 def _train_conditional(out: Path) -> Path:
-    from cadp_med.imaging import Normalizer
     from cadp_med.model import ModelConfig
     from cadp_med.model.conditions import default_schema
-    from cadp_med.training import train_model
-    from tests.model._slices import derived_set
 
     schema = default_schema()
     config = ModelConfig.preset(
@@ -46,29 +44,7 @@ def _train_conditional(out: Path) -> Path:
         cond_embed=8,
         prior_width=16,
     )
-    x, meta = derived_set(48, 32, seed=11)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_model(
-            x,
-            meta,
-            schema=schema,
-            config=config,
-            epochs=2,
-            batch_size=16,
-            lr=2e-3,
-            seed=3,
-            device="cpu",
-            heldout_fraction=0.25,
-            out_path=out,
-            progress=False,
-            normalization=Normalizer().to_spec(),
-            sources=["pydicom test files"],
-        )
-    finally:
-        torch.set_num_threads(threads)
-    return out
+    return train_tiny_model(out, config)
 
 
 @pytest.fixture(scope="module")
