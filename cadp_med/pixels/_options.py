@@ -54,7 +54,7 @@ class PixelOptions:
     release : {"coarsest", "all"}
         Released latent subspace: the card's ``latent.default_release`` block, or all.
     postprocess : {"posterior-sample", "posterior-mean", "none"}
-        Post-processing of the noisy release under the N(0, I) prior.
+        Post-processing of the noisy release under the model's prior (N(0, I) or conditional).
     budget : {"slice", "study"}
         ``study`` splits ``epsilon`` (and ``delta``) over the slices of each study by
         basic composition.

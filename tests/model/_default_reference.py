@@ -1,10 +1,10 @@
 """Outputs of the packaged default model that must not change when the code around it does.
 
-``python -m tests.model._default_reference OUT.json`` writes them.  The committed
-``tests/model/data/default_model_reference.json`` was written by the code of commit
-194c6b9 (before the conditional prior, ActNorm and 1x1 convolutions existed), run from a
-``git archive`` of that commit; ``test_prior.py`` recomputes them with the current code.
-Only APIs that both versions have are used.
+``python -m tests.model._default_reference OUT.json`` writes them; rewrite the committed
+``tests/model/data/default_model_reference.json`` only when the packaged model itself is
+replaced (it was last written for the v2 model with the conditional prior; the v1 model
+before it was checked against a reference from the code of commit 194c6b9, before the
+prior existed). ``test_prior.py`` recomputes them with the current code.
 """
 
 from __future__ import annotations

@@ -179,11 +179,11 @@ def test_conditional_checkpoint_roundtrip(v2_model: CINN, tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not DEFAULT.is_file(), reason="no default model shipped")
-def test_default_model_loads_as_standard_and_decodes_identically() -> None:
+def test_default_model_loads_with_its_prior_and_decodes_identically() -> None:
     card = read_model_card(DEFAULT)
-    assert "prior" not in card["architecture"]  # written before the prior existed
     model, _ = load_model(DEFAULT)
-    assert model.config.prior == "standard" and not model.has_conditional_prior
+    assert model.config.prior == card["architecture"].get("prior", "standard")
+    assert model.has_conditional_prior == (model.config.prior == "conditional")
     expected = json.loads(REFERENCE.read_text(encoding="utf-8"))
     got = reference_outputs()
     for key in ("z", "log_det", "z_private", "decoded"):
