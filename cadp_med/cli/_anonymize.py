@@ -182,7 +182,6 @@ def anonymize(
     configure_logging()
     from cadp_med._pipeline import AnonymizeOptions, anonymize_study
     from cadp_med.deid import load_key
-    from cadp_med.nifti import NiftiOptions
 
     with usage_errors():
         flags = {
@@ -218,6 +217,16 @@ def anonymize(
                     allow_outside_domain=allow_outside_domain,
                 )
             )
+        nifti_options = None
+        if modality or patient_id or output_format != "dicom":
+            # Only NIfTI input reads these; a DICOM run need not import the package.
+            from cadp_med.nifti import NiftiOptions
+
+            nifti_options = NiftiOptions(
+                modality=modality.upper() if modality else None,
+                patient_id=patient_id,
+                output_format=output_format,
+            )
         options = AnonymizeOptions(
             profile=profile,
             pixels=pixels.value,
@@ -227,11 +236,7 @@ def anonymize(
             export_mapping_csv=export_mapping,
             workers=workers,
             pixel_stage=pixel_stage,
-            nifti=NiftiOptions(
-                modality=modality.upper() if modality else None,
-                patient_id=patient_id,
-                output_format=output_format,
-            ),
+            nifti=nifti_options,
             decode_isolation=decode_isolation,  # type: ignore[arg-type]
             validate_pixels=validate_pixels,  # type: ignore[arg-type]
         )
