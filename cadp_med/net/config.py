@@ -83,6 +83,9 @@ class NodeConfig:
     pixels: str = "keep"
     eps: float | None = None
     model: str | None = None
+    #: Further ``PixelOptions`` for ``pixels = "privatize"`` (mechanism, delta,
+    #: window_eps_share, temperature, allow_outside_domain), as given in ``[privacy]``.
+    privacy: dict[str, Any] = field(default_factory=dict)
     idle_seconds: float = 30.0
     retry: RetryConfig = field(default_factory=RetryConfig)
     http_host: str = "127.0.0.1"
@@ -219,6 +222,9 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         raise ConfigError("node: idle_seconds must be > 0")
     key_file = data.get("key_file")
     eps = data.get("eps")
+    privacy = _privacy_table(_typed(data.get("privacy", {}), "privacy", dict, where))
+    if privacy and pixels != "privatize":
+        raise ConfigError('node: [privacy] applies only to pixels = "privatize"')
     return NodeConfig(
         ae_title=_ae_title(_require(data, "ae_title", str, where), "ae_title", where),
         host=_typed(data.get("host", "127.0.0.1"), "host", str, where),
@@ -233,7 +239,8 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         profile=dict(_typed(data.get("profile", {}), "profile", dict, where)),
         pixels=pixels,
         eps=float(_typed(eps, "eps", (int, float), where)) if eps is not None else None,
-        model=_typed(data["model"], "model", str, where) if "model" in data else None,
+        model=str(base / _typed(data["model"], "model", str, where)) if "model" in data else None,
+        privacy=privacy,
         idle_seconds=idle,
         destinations=dests,
         retry=retry,
@@ -259,3 +266,24 @@ def load_config(path: Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config is not valid TOML: {exc}") from None
     return parse_config(data, Path(path).resolve().parent)
+
+
+#: ``[privacy]`` keys of node.toml and the types they take (``PixelOptions`` fields).
+_PRIVACY_KEYS: dict[str, tuple[type, ...]] = {
+    "mechanism": (str,),
+    "delta": (int, float),
+    "window_eps_share": (int, float),
+    "temperature": (int, float),
+    "allow_outside_domain": (bool,),
+}
+
+
+def _privacy_table(table: dict[str, Any]) -> dict[str, Any]:
+    """Check the ``[privacy]`` table: known keys with values of the right type."""
+    unknown = sorted(set(table) - set(_PRIVACY_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"privacy: unknown keys {', '.join(unknown)} (known: {', '.join(_PRIVACY_KEYS)})"
+        )
+    return {name: _typed(value, name, _PRIVACY_KEYS[name], "privacy")
+            for name, value in table.items()}  # fmt: skip

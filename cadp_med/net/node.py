@@ -209,13 +209,20 @@ class Node:
         if profile_table:
             raise ConfigError(f"profile: unknown keys {', '.join(sorted(profile_table))}")
         kwargs: dict[str, Any] = {"profile": profile, "pixels": self.config.pixels}
-        # eps and model are reserved: passed on once AnonymizeOptions grows them.
-        known = {f.name for f in dataclasses.fields(_pipeline.AnonymizeOptions)}
-        for name in ("eps", "model"):
-            value = getattr(self.config, name)
-            if value is not None and name in known:
-                kwargs[name] = value
+        if self.config.pixels == "privatize":
+            kwargs["pixel_stage"] = self._pixel_stage()
         return _pipeline.AnonymizeOptions(allow_burned_in=False, workers=1, **kwargs)
+
+    def _pixel_stage(self) -> Any:
+        """The DP pixel stage from ``eps``, ``model`` and ``[privacy]``; loads the model once."""
+        from cadp_med.pixels import PixelOptions, PixelStage
+
+        settings: dict[str, Any] = dict(self.config.privacy)
+        if self.config.eps is not None:
+            settings["epsilon"] = self.config.eps
+        if self.config.model is not None:
+            settings["model"] = Path(self.config.model)
+        return PixelStage(PixelOptions(**settings))
 
     def _anonymize_study(self, source: Path, output: Path, study: str) -> Any:
         from cadp_med import _pipeline
