@@ -70,8 +70,9 @@ def train(
     preset: str = typer.Option(
         "v1",
         "--preset",
-        help="Architecture: v1 (the packaged model's) or v2 (ActNorm, 1x1 convs, wider "
-        "coarse stages, condition network, conditional prior); the options below override it.",
+        help="Architecture: v1 (small, N(0, I) prior) or v2 (the packaged model's: ActNorm, "
+        "1x1 convs, wider coarse stages, condition network, conditional prior); the options "
+        "below override it.",
     ),
     stages: int | None = typer.Option(None, "--stages", help="Override the preset."),
     blocks_per_stage: int | None = typer.Option(None, "--blocks-per-stage"),
@@ -97,6 +98,12 @@ def train(
         None, "--prior", help="standard (N(0, I)) or conditional (learned N(mu(c), sigma(c)^2))."
     ),
     prior_width: int | None = typer.Option(None, "--prior-width"),
+    augment: bool = typer.Option(
+        False,
+        "--augment/--no-augment",
+        help="Seeded MONAI augmentation on the fly (small affine; intensity for relative "
+        "units only; left-right flips only for axial/coronal head slices), recorded in the card.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last saved epoch."),
     json_output: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
@@ -144,6 +151,11 @@ def train(
         except ValueError as exc:
             raise ConfigError("--axes must be comma-separated integers") from exc
         x, metadata, normalization = _load_data(data, size, axes_tuple, modality)
+        augmentation = None
+        if augment:
+            from cadp_med.training._augment import Augmentation
+
+            augmentation = Augmentation(seed=seed)
         card = train_model(
             x,
             metadata,
@@ -160,6 +172,7 @@ def train(
             progress=is_tty() and not json_output,
             normalization=normalization,
             sources=[p.name for p in data],
+            augmentation=augmentation,
         )
     if json_output:
         print_json(card)

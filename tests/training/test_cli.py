@@ -64,9 +64,11 @@ def test_train_from_prepared_slice_set(tmp_path: Path) -> None:
     slice_set.save(npz)
     out = tmp_path / "p.safetensors"
     result = _invoke(str(npz), "-o", str(out), "--epochs", "1", "--conditions", "plane,slice_pos",
-                     *SMALL_ARCH, "--json")  # fmt: skip
+                     *SMALL_ARCH, "--augment", "--seed", "3", "--json")  # fmt: skip
     card = json.loads(result.output)
     assert [f["name"] for f in card["conditions"]["fields"]] == ["plane", "slice_pos"]
+    augmentation = card["training"]["augmentation"]
+    assert augmentation["seed"] == 3 and augmentation["rotate_deg"] > 0
     assert card["training"]["n_train"] + card["training"]["n_heldout"] == len(slice_set.x)
 
 
