@@ -25,6 +25,7 @@ __all__ = [
     "StreamedPixelData",
     "ZeroPixelData",
     "check_encapsulated",
+    "swap_words",
 ]
 
 _ITEM = 0xFFFEE000
@@ -33,6 +34,16 @@ _HEADER = struct.Struct("<HHL")
 # Bytes per read and write when copying: large enough that the system calls do not
 # matter, small against any image worth streaming.
 _CHUNK = 1 << 22
+
+
+def swap_words(data: bytes, word: int) -> bytes:
+    """``data`` read as big endian ``word``-byte words, written little endian.
+
+    A short last word is zero-padded first (the even length of 8-bit OW data); the
+    result keeps the padded length, for the caller to cut.
+    """
+    data += bytes(-len(data) % word)
+    return np.frombuffer(data, dtype=f">u{word}").astype(f"<u{word}").tobytes()
 
 
 class EncapsulationError(ValueError):
@@ -231,9 +242,7 @@ class FilePixelData(StreamedPixelData):
                     raise EOFError("the input file is shorter than its Pixel Data")
                 left -= len(data)
                 if word > 1:
-                    data += bytes(-len(data) % word)  # only at the end of a file
-                    words = np.frombuffer(data, dtype=f">u{word}")
-                    data = words.astype(f"<u{word}").tobytes()
+                    data = swap_words(data, word)  # a short word only at the end of a file
                 data = data[:to_write]
                 to_write -= len(data)
                 stream.write(data)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from cadp_med.errors import ConfigError
-from cadp_med.io._pixel_source import FilePixelData, StreamedPixelData, ZeroPixelData
+from cadp_med.io._pixel_source import (
+    FilePixelData,
+    StreamedPixelData,
+    ZeroPixelData,
+    swap_words,
+)
 from cadp_med.io.read import expected_native_pixel_bytes
 from cadp_med.io.write import is_big_endian
 
@@ -61,10 +65,7 @@ def _little_endian(
     if isinstance(value, FilePixelData):
         return value.head(expected).byteswapped(word)
     data = value.tobytes() if isinstance(value, StreamedPixelData) else bytes(value)
-    data = data[: expected + (-expected) % word]
-    data += bytes(-len(data) % word)
-    words = np.frombuffer(data, dtype=f">u{word}")
-    return words.astype(f"<u{word}").tobytes()[:expected]
+    return swap_words(data[: expected + (-expected) % word], word)[:expected]
 
 
 def _keep(original: Dataset, out: Dataset, source_syntax: str | None) -> list[str]:

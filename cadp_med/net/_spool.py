@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cadp_med.io._atomic import fsync_dir
+
 INSTANCES = "in"
 DONE_MARKER = "DONE"
 LEDGER = "sent.jsonl"
@@ -32,15 +34,6 @@ OUTPUT = "out"
 def uid_key(uid: str, length: int = 16) -> str:
     """Return the hex prefix of ``sha256(uid)``: a stable, PHI-free name for a UID."""
     return hashlib.sha256(uid.strip().encode("ascii", "replace")).hexdigest()[:length]
-
-
-def fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries so that a rename or new file in it is durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def ensure_dir(folder: Path) -> None:
