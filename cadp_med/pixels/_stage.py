@@ -249,6 +249,8 @@ class PixelStage:
 
     def domain_warnings(self, original: Dataset) -> list[str]:
         """Audit warnings for an instance privatized outside the model's domains."""
+        if not self.options.allow_outside_domain:
+            return []  # refuse_reason has already quarantined any such instance
         domain = self.domain_of(original) if "PixelData" in original else None
         if domain is None or domain["inside"]:
             return []
