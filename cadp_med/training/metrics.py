@@ -28,28 +28,11 @@ BPD_CONVENTION_CONDITIONAL = BPD_CONVENTION.replace(
 CLIP_PERCENTILE = 95.0
 
 
-def nll_nats(
-    z: Tensor, log_det: Tensor, mean: Tensor | None = None, log_std: Tensor | None = None
-) -> Tensor:
-    """Per-image negative log-likelihood (nats): ``-log p(z | c) - log|det dz/dx|``.
-
-    Without ``mean``/``log_std`` the prior is ``N(0, I)``; with them it is
-    ``N(mean, diag exp(log_std)^2)``, whose density over ``z`` includes ``-sum(log_std)``.
-    """
-    dim = z.shape[1]
-    if mean is None or log_std is None:
-        return 0.5 * (z**2).sum(dim=1) + 0.5 * dim * math.log(2 * math.pi) - log_det
-    u = (z - mean) * (-log_std).exp()
-    log_norm = log_std.sum(dim=1) + 0.5 * dim * math.log(2 * math.pi)
-    return 0.5 * (u**2).sum(dim=1) + log_norm - log_det
-
-
 def model_nll(model: CINN, z: Tensor, log_det: Tensor, c: Tensor) -> Tensor:
-    """:func:`nll_nats` under ``model``'s own prior (standard or conditional)."""
-    if not model.has_conditional_prior:
-        return nll_nats(z, log_det)
-    mean, log_std = model.prior_params(c)
-    return nll_nats(z, log_det, mean, log_std)
+    """Per-image negative log-likelihood (nats), ``-log p(z | c) - log|det dz/dx|``, under
+    ``model``'s own prior (``N(0, I)`` or the conditional ``N(mu(c), diag sigma(c)^2)``,
+    whose density over ``z`` includes ``-sum(log sigma)``)."""
+    return -model.log_prior(z, c) - log_det
 
 
 def bits_per_dim(nll: Tensor, dim: int) -> Tensor:
