@@ -8,8 +8,13 @@ path in pydicom's ``test_files`` and pydicom-data's ``data_store/data`` instead.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pydicom
 import pytest
@@ -18,6 +23,24 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO_ROOT / "sample_data"
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 TEST_KEY = "cadp-med-test-key"
+
+
+@contextmanager
+def pipeline_script(name: str) -> Iterator[ModuleType]:
+    """``pipelines/<name>.py`` imported as a module for the duration of the block.
+
+    Registered in ``sys.modules`` while it runs: dataclasses look their module up there
+    while the class is created.
+    """
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "pipelines" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
 def pydicom_file(name: str) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,22 +9,13 @@ import numpy as np
 import pytest
 
 from cadp_med.imaging import SliceSet
-
-SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "build_training_set.py"
+from tests.conftest import pipeline_script
 
 
 @pytest.fixture(scope="module")
 def builder():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("build_training_set", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is created.
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with pipeline_script("build_training_set") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_builds_from_available_sources_only(builder, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -12,21 +10,13 @@ import numpy as np
 import pytest
 
 from cadp_med.imaging import SliceSet
-
-SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "train_default_model.py"
+from tests.conftest import pipeline_script
 
 
 @pytest.fixture(scope="module")
 def tdm() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("train_default_model", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with pipeline_script("train_default_model") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _slice_set(n: int = 48, size: int = 16) -> SliceSet:
@@ -104,30 +94,26 @@ def test_model_travels_in_parts_and_is_verified_on_assembly(tmp_path: Path) -> N
     from cadp_med.model.conditions import default_schema
     from tests.model.test_cinn import SMALL
 
-    script = SCRIPT.with_name("gpu_train_default.py")
-    spec = importlib.util.spec_from_file_location("gpu_train_default", script)
-    assert spec is not None and spec.loader is not None
-    gpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu)
-    gpu.PART_BYTES = 100_000  # force several parts
-    model = tmp_path / "train" / "model.safetensors"
-    card = {"conditions": default_schema().to_dict(), "privacy_defaults": {}}
-    saved = save_model(model, CINN(SMALL), card)
-    out = tmp_path / "out"
-    out.mkdir()
-    size = gpu._write_parts(model, out)
-    parts = sorted(out.glob("model.safetensors.part*"))
-    assert len(parts) == -(-size // 100_000) > 3
-    assert all(p.stat().st_size <= 100_000 for p in parts)
-    target = tmp_path / "installed.safetensors"
-    assert gpu.assemble(argparse.Namespace(folder=str(out), output=str(target))) == 0
-    assert target.read_bytes() == model.read_bytes()
-    # A damaged part is refused by the content hash and nothing is installed.
-    (out / "model.safetensors.part3").write_bytes(b"\0" * 100_000)
-    bad = tmp_path / "bad.safetensors"
-    from cadp_med.errors import ModelError
+    with pipeline_script("gpu_train_default") as gpu:
+        gpu.PART_BYTES = 100_000  # force several parts
+        model = tmp_path / "train" / "model.safetensors"
+        card = {"conditions": default_schema().to_dict(), "privacy_defaults": {}}
+        saved = save_model(model, CINN(SMALL), card)
+        out = tmp_path / "out"
+        out.mkdir()
+        size = gpu._write_parts(model, out)
+        parts = sorted(out.glob("model.safetensors.part*"))
+        assert len(parts) == -(-size // 100_000) > 3
+        assert all(p.stat().st_size <= 100_000 for p in parts)
+        target = tmp_path / "installed.safetensors"
+        assert gpu.assemble(argparse.Namespace(folder=str(out), output=str(target))) == 0
+        assert target.read_bytes() == model.read_bytes()
+        # A damaged part is refused by the content hash and nothing is installed.
+        (out / "model.safetensors.part3").write_bytes(b"\0" * 100_000)
+        bad = tmp_path / "bad.safetensors"
+        from cadp_med.errors import ModelError
 
-    with pytest.raises(ModelError):
-        gpu.assemble(argparse.Namespace(folder=str(out), output=str(bad)))
-    assert not bad.exists() and not list(tmp_path.glob("*.assembling"))
-    assert saved["content_hash"].startswith("sha256:")
+        with pytest.raises(ModelError):
+            gpu.assemble(argparse.Namespace(folder=str(out), output=str(bad)))
+        assert not bad.exists() and not list(tmp_path.glob("*.assembling"))
+        assert saved["content_hash"].startswith("sha256:")
