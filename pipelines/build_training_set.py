@@ -135,55 +135,36 @@ def _package_data(package: str, member: str) -> Callable[[Path], Path | None]:
 def dicom_sources() -> list[Source]:
     """Real DICOM images from pydicom-data and pydicom (MIT); the uncompressed variant of
     each (the compressed copies hold the same pixels)."""
-    pdd = "pip install pydicom-data"
-    pyd = "pip install pydicom"
     tests = "data/test_files/"
     dirs = tests + "dicomdirtests/"
 
-    def pdd_file(member: str) -> Callable[[Path], Path | None]:
-        return _package_data("data_store", "data/" + member)
+    def pdd(id: str, member: str, contrast: str, region: str) -> Source:
+        return Source(id, "dicom", _package_data("data_store", "data/" + member),
+                      "pip install pydicom-data", "MIT", contrast, region=region,
+                      package="pydicom-data", member=member)  # fmt: skip
+
+    def pyd(id: str, member: str, contrast: str, region: str) -> Source:
+        return Source(id, "dicom", _package_data("pydicom", member), "pip install pydicom",
+                      "MIT", contrast, region=region, package="pydicom", member=member)  # fmt: skip
 
     return [
-        Source("pydicom-data-ct-head", "dicom", pdd_file("693_UNCR.dcm"), pdd, "MIT", "CT",
-               region="head", package="pydicom-data", member="693_UNCR.dcm"),
-        Source("pydicom-data-ct-head-enhanced", "dicom", pdd_file("eCT_Supplemental.dcm"),
-               pdd, "MIT", "CT", region="head", package="pydicom-data",
-               member="eCT_Supplemental.dcm"),
-        Source("pydicom-data-mr-shoulder", "dicom", pdd_file("MR2_UNCR.dcm"), pdd, "MIT",
-               "MR-T1", region="upper-limb", package="pydicom-data", member="MR2_UNCR.dcm"),
-        Source("pydicom-data-mr-abdomen", "dicom",
-               pdd_file("MR-SIEMENS-DICOM-WithOverlays.dcm"), pdd, "MIT", "MR-T1",
-               region="abdomen", package="pydicom-data",
-               member="MR-SIEMENS-DICOM-WithOverlays.dcm"),
-        Source("pydicom-data-mr-head-enhanced", "dicom", pdd_file("emri_small.dcm"), pdd,
-               "MIT", "MR-other", region="head", package="pydicom-data",
-               member="emri_small.dcm"),
-        Source("pydicom-data-cr-chest", "dicom", pdd_file("RG1_UNCR.dcm"), pdd, "MIT", "CR",
-               region="chest", package="pydicom-data", member="RG1_UNCR.dcm"),
+        pdd("pydicom-data-ct-head", "693_UNCR.dcm", "CT", "head"),
+        pdd("pydicom-data-ct-head-enhanced", "eCT_Supplemental.dcm", "CT", "head"),
+        pdd("pydicom-data-mr-shoulder", "MR2_UNCR.dcm", "MR-T1", "upper-limb"),
+        pdd("pydicom-data-mr-abdomen", "MR-SIEMENS-DICOM-WithOverlays.dcm", "MR-T1", "abdomen"),
+        pdd("pydicom-data-mr-head-enhanced", "emri_small.dcm", "MR-other", "head"),
+        pdd("pydicom-data-cr-chest", "RG1_UNCR.dcm", "CR", "chest"),
         # Distal tibia (the study is of a fibroma there).
-        Source("pydicom-data-cr-extremity", "dicom", pdd_file("RG3_UNCR.dcm"), pdd, "MIT",
-               "CR", region="lower-limb", package="pydicom-data", member="RG3_UNCR.dcm"),
+        pdd("pydicom-data-cr-extremity", "RG3_UNCR.dcm", "CR", "lower-limb"),
         # A small field of view centred on a thoracic vertebra.
-        Source("pydicom-ct-small", "dicom", _package_data("pydicom", tests + "CT_small.dcm"),
-               pyd, "MIT", "CT", region="spine", package="pydicom",
-               member=tests + "CT_small.dcm"),
+        pyd("pydicom-ct-small", tests + "CT_small.dcm", "CT", "spine"),
         # Anatomy not identifiable with confidence: region left unknown.
-        Source("pydicom-mr-small", "dicom", _package_data("pydicom", tests + "MR_small.dcm"),
-               pyd, "MIT", "MR-T2", region="unknown", package="pydicom",
-               member=tests + "MR_small.dcm"),
-        Source("pydicom-dicomdir-cr-cspine", "dicom",
-               _package_data("pydicom", dirs + "77654033/CR1"), pyd, "MIT", "CR",
-               region="spine", package="pydicom", member=dirs + "77654033/CR1"),
-        Source("pydicom-dicomdir-ct-brain", "dicom",
-               _package_data("pydicom", dirs + "77654033/CT2"), pyd, "MIT", "CT",
-               region="head", package="pydicom", member=dirs + "77654033/CT2"),
-        Source("pydicom-dicomdir-ct-cardiac", "dicom",
-               _package_data("pydicom", dirs + "98892001/CT5N"), pyd, "MIT", "CT",
-               region="chest", package="pydicom", member=dirs + "98892001/CT5N"),
-        Source("pydicom-dicomdir-mr-brain-localizer", "dicom",
-               _package_data("pydicom", dirs + "98892003/MR2"), pyd, "MIT", "MR-other",
-               region="head", package="pydicom", member=dirs + "98892003/MR2"),
-    ]  # fmt: skip
+        pyd("pydicom-mr-small", tests + "MR_small.dcm", "MR-T2", "unknown"),
+        pyd("pydicom-dicomdir-cr-cspine", dirs + "77654033/CR1", "CR", "spine"),
+        pyd("pydicom-dicomdir-ct-brain", dirs + "77654033/CT2", "CT", "head"),
+        pyd("pydicom-dicomdir-ct-cardiac", dirs + "98892001/CT5N", "CT", "chest"),
+        pyd("pydicom-dicomdir-mr-brain-localizer", dirs + "98892003/MR2", "MR-other", "head"),
+    ]
 
 
 def sources(wheels: Path) -> list[Source]:
