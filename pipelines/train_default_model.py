@@ -209,24 +209,6 @@ def _features_fn(train_x: np.ndarray, seed: int) -> tuple[Any, str]:
     return features, how
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (as in FID)."""
-    try:
-        from cadp_med.evaluation._realism import frechet_distance as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return float(shared(a, b))
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    values, vectors = np.linalg.eigh(cov_a)
-    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-    inner = np.linalg.eigvalsh(root @ cov_b @ root)
-    trace_root = float(np.sqrt(np.clip(inner, 0.0, None)).sum())
-    value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
-    return max(float(value), 0.0)
-
-
 def privatize_slices(
     model: Any, x: np.ndarray, c: np.ndarray, config: Any, *, seed: int, device: str
 ) -> np.ndarray:
@@ -275,6 +257,7 @@ def choose_temperature(
     Returns the card's ``privacy_defaults.temperature`` entry: ``value``, ``how_chosen``,
     the score of every temperature and the real-vs-real floor of the score.
     """
+    from cadp_med.evaluation._realism import frechet_distance
     from cadp_med.model import ConditionSchema, load_model
     from cadp_med.privacy import MechanismConfig
 
