@@ -3,7 +3,7 @@ trained on, and how many training slices each has.
 
 The card's ``domains`` section::
 
-    {"axes": ["modality", "region", "plane"], "min_slices": 20,
+    {"axes": ["modality", "region", "plane"], "min_slices": 10,
      "entries": [{"modality": "CT", "region": "head", "plane": "axial", "slices": 80}, ...],
      "counted_on": "...", "region_source": "..."}
 
