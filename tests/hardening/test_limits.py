@@ -109,6 +109,25 @@ def test_deflate_bomb_is_stopped_in_bounded_memory(tmp_path: Path) -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024  # KiB
 
 
+def test_deflate_bomb_with_a_long_or_lying_file_meta_is_still_stopped(tmp_path: Path) -> None:
+    # The meta check reads a small head first; a meta padded past it (a long private
+    # group 2 element before the Transfer Syntax UID) or a group length that lies must
+    # still reach the bounded inflater, not pydicom's unbounded one.
+    size = 16 << 20
+    element = struct.pack("<HH2sHI", 0x0009, 0x0010, b"OB", 0, size)
+    path = tmp_path / "bomb.dcm"
+    _deflated_file(path, element + bytes(size))
+    raw = path.read_bytes()
+    padding = struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 8000) + bytes(8000)
+    length_at = 128 + 4 + 8
+    meta_start = length_at + 4
+    # The padding goes first in group 2; the group length keeps its old (now short) value.
+    lying = raw[:meta_start] + padding + raw[meta_start:]
+    path.write_bytes(lying)
+    limits = ResourceLimits(max_inflated_bytes=1 << 20)
+    assert _category(path, limits=limits) == "over-resource-limit"
+
+
 def test_deflate_file_under_the_limit_reads(tmp_path: Path) -> None:
     read_instance(pydicom_file("image_dfl.dcm"), decode_pixels=True)
 
