@@ -7,10 +7,13 @@ file never stops the batch, and the input is only ever read.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
 import os
+import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,7 +27,7 @@ from pydicom.dataset import Dataset
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
-from cadp_med.io._atomic import remove_stale_parts
+from cadp_med.io._atomic import WriteGroup, remove_stale_parts
 from cadp_med.io._commit import GroupCommit
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
@@ -32,7 +35,13 @@ from cadp_med.io.limits import DEFAULT_LIMITS, ResourceLimits
 from cadp_med.io.pixel_policy import apply_pixel_policy
 from cadp_med.io.quarantine import Quarantine, check_quarantine_location, default_quarantine_root
 from cadp_med.io.read import is_image_storage, read_instance, reason_category
-from cadp_med.io.write import is_done, output_path, output_transfer_syntax, write_instance
+from cadp_med.io.write import (
+    is_done,
+    output_path,
+    output_transfer_syntax,
+    write_instance,
+    write_instance_part,
+)
 
 __all__ = ["AnonymizeOptions", "RunSummary", "anonymize_study"]
 
@@ -43,6 +52,7 @@ _PIXEL_MODES = ("privatize", "keep", "blank")
 AUDIT_LOG_NAME = "audit.jsonl"
 LOCK_NAME = ".cadp-med.lock"
 # Write errors that no other file would escape: the run stops (CLI exit status 3).
+_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 _FATAL_WRITE_ERRORS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 )
@@ -203,6 +213,11 @@ class _Outcome:
     warnings: list[str] = field(default_factory=list)
     # A privatized image waiting for its model batch (``dataset`` is set once it ran).
     pending_pixels: Any = None
+    # Written by a worker process: (target, temporary file, size), for the main process
+    # to adopt into its write group; ``dataset`` is then None (nothing large is pickled).
+    part: tuple[Path, str, int] | None = None
+    # The errno of a write error in a worker that must stop the run (disk full...).
+    fatal_errno: int | None = None
 
 
 @dataclass(frozen=True)
@@ -351,14 +366,69 @@ def _quarantined(path: Path, exc: Exception) -> _Outcome:
 _WORKER_JOB: _FileJob | None = None
 
 
+# The output lock's descriptor while a run holds it; a forked worker closes its copy.
+_HELD_LOCK_FD: int | None = None
+# The process that starts the worker pool (set before it forks).
+_PARENT_PID = os.getpid()
+
+
 def _init_worker(config: _JobConfig) -> None:
     global _WORKER_JOB
+    if _HELD_LOCK_FD is not None:
+        # flock belongs to the open file, which fork shares: a worker that kept its copy
+        # would hold the lock past the death of the run that took it.
+        os.close(_HELD_LOCK_FD)
+    _die_with_parent()
+    # The run's process handles SIGTERM/SIGINT (finishing what is in flight); a worker
+    # that died of a signal sent to the whole group would break the pool instead.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_JOB = _FileJob(config)
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the run's process dies (Linux).
+
+    A killed run (``kill -9``, OOM killer) would otherwise leave its workers waiting on
+    their queue forever, writing nothing, holding memory.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the pool's own shutdown is all there is
+    if os.getppid() != _PARENT_PID:
+        os._exit(1)  # the parent died before the request took effect
+
+
 def _run_in_worker(path: Path) -> _Outcome:
+    """Process one file and write its output to a temporary file, in a worker process.
+
+    The main process adopts the temporary file into its write group (durability, rename,
+    audit): only the outcome's few fields cross the process boundary, never a dataset.
+    """
     assert _WORKER_JOB is not None, "worker initializer did not run"
-    return _WORKER_JOB(path)
+    outcome = _WORKER_JOB(path)
+    if outcome.status != audit_status.WRITTEN or outcome.dataset is None:
+        return outcome
+    try:
+        outcome.part = write_instance_part(
+            outcome.dataset,
+            _WORKER_JOB.config.output,
+            outcome.pseudonyms,
+            transfer_syntax=outcome.transfer_syntax or "",
+        )
+    except OSError as exc:
+        if exc.errno in _FATAL_WRITE_ERRORS:
+            outcome.fatal_errno = exc.errno
+        else:
+            logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
+            outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
+    except Exception as exc:  # one bad dataset: quarantine, keep going
+        logger.warning("writing failed (%s); file quarantined", type(exc).__name__)
+        outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
+    outcome.dataset = None
+    return outcome
 
 
 def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[_Outcome]:
@@ -373,17 +443,37 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
             return
         yield from _batched_outcomes(job, paths, batch_size)
         return
+    global _PARENT_PID
+    _PARENT_PID = os.getpid()
     with ProcessPoolExecutor(
         max_workers=workers, initializer=_init_worker, initargs=(config,)
     ) as pool:
-        # A bounded window keeps at most a few datasets in memory at once.
+        # A bounded window keeps at most a few outcomes waiting at once.
         pending: deque[Future[_Outcome]] = deque()
-        for path in paths:
-            pending.append(pool.submit(_run_in_worker, path))
-            if len(pending) >= 4 * workers:
+        try:
+            for path in paths:
+                pending.append(pool.submit(_run_in_worker, path))
+                if len(pending) >= 4 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            # A stopped run (SIGTERM, a fatal write error): the outcomes nobody takes
+            # are not audited, so their temporary files must not outlive the run.
+            _discard(pending)
+
+
+def _discard(pending: deque[Future[_Outcome]]) -> None:
+    for future in pending:
+        if future.cancel():
+            continue
+        try:
+            part = future.result().part
+        except Exception:  # noqa: BLE001 - the run is ending; nothing to record
+            continue
+        if part is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part[1])
 
 
 def _batched_outcomes(job: _FileJob, paths: list[Path], batch_size: int) -> Iterator[_Outcome]:
@@ -456,8 +546,11 @@ def _output_lock(out_root: Path, *, enabled: bool) -> Iterator[None]:
                 "another cadp-med run is writing to this output folder (it holds "
                 f"{LOCK_NAME}); wait for it to finish or choose another output"
             ) from None
+        global _HELD_LOCK_FD
+        _HELD_LOCK_FD = handle
         yield
     finally:
+        _HELD_LOCK_FD = None
         os.close(handle)
 
 
@@ -655,14 +748,20 @@ def _finish(
 ) -> None:
     """Write, quarantine and audit one outcome, in the main process."""
     group = commit.group if commit is not None else None
+    if outcome.fatal_errno is not None:
+        raise OSError(outcome.fatal_errno, os.strerror(outcome.fatal_errno))
     if outcome.status == audit_status.WRITTEN:
-        assert outcome.dataset is not None
         try:
             target = output_path(out_root, outcome.pseudonyms)
             if is_done(target) or (group is not None and target in group):
                 # A duplicate instance earlier in this very run wrote it.
                 outcome.status = audit_status.SKIPPED_DONE
+                if outcome.part is not None:
+                    os.unlink(outcome.part[1])
+            elif outcome.part is not None:
+                (group if group is not None else WriteGroup(out_root, "file")).adopt(*outcome.part)
             else:
+                assert outcome.dataset is not None
                 write_instance(
                     outcome.dataset,
                     out_root,

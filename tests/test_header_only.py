@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -29,9 +30,11 @@ def outputs(out: Path) -> list[Path]:
     return sorted(out.rglob("*.dcm"))
 
 
-def bare(source: str, target: Path) -> Path:
+def bare(source: str, target: Path, uid: str | None = None) -> Path:
     """``source`` rewritten with neither preamble nor File Meta, in its own encoding."""
     ds = pydicom.dcmread(pydicom_file(source))
+    if uid is not None:
+        ds.SOPInstanceUID = uid
     syntax = ds.file_meta.TransferSyntaxUID
     ds.file_meta = FileMetaDataset()
     ds.preamble = None
@@ -76,6 +79,37 @@ def test_file_without_file_meta_is_processed(
         values = np.frombuffer(source.PixelData, dtype=dtype)
         assert np.array_equal(np.frombuffer(result.PixelData, dtype="<i2"), values)
         assert np.array_equal(result.pixel_array.ravel(), values)
+
+
+def test_files_without_file_meta_go_through_worker_processes(
+    tmp_path: Path, test_key: bytes
+) -> None:
+    # Their datasets hold values pydicom cannot pickle; workers write their own outputs
+    # and hand back only where, so nothing of the dataset crosses processes.
+    study = tmp_path / "in"
+    study.mkdir()
+    for number, name in enumerate(
+        ("MR_small_implicit.dcm", "CT_small.dcm", "MR_small_bigendian.dcm")
+    ):
+        bare(name, study / name, uid=f"1.2.826.0.1.3680043.8.498.{number + 1}")
+    # pydicom-data's palette image ships without File Meta; its LUTs (ambiguous VR) are
+    # the values that cannot be pickled.
+    shutil.copyfile(pydicom_file("OT-PAL-8-face.dcm"), study / "palette")
+    keep = AnonymizeOptions(pixels="keep", allow_burned_in=True)  # the palette image says so
+    one = anonymize_study(study, tmp_path / "one", key=test_key, options=keep)
+    two = anonymize_study(
+        study, tmp_path / "two", key=test_key, options=dataclasses.replace(keep, workers=2)
+    )
+    assert (two.written, two.quarantined) == (4, 0), two.quarantine_reasons
+    assert [p.relative_to(one.output) for p in outputs(one.output)] == [
+        p.relative_to(two.output) for p in outputs(two.output)
+    ]
+    for path in outputs(one.output):
+        assert (
+            pydicom.dcmread(path).PixelData
+            == pydicom.dcmread(two.output / path.relative_to(one.output)).PixelData
+        )
+    assert not [p for p in two.output.rglob(".tmp-*")]
 
 
 def undecodable_j2k(path: Path) -> Path:

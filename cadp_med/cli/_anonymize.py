@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -117,7 +118,13 @@ def anonymize(
     export_mapping: Path | None = typer.Option(
         None, "--export-mapping", help="Write the pseudonym mapping CSV (mode 0600)."
     ),
-    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        min=0,
+        help="Worker processes. 0: one per CPU for --pixels keep/blank (header work), "
+        "1 for privatize (the model uses the CPUs itself).",
+    ),
     eps: str = typer.Option(
         "2", "--eps", help="Per-slice epsilon (study total with --budget study); 'inf' = NOT DP."
     ),
@@ -227,6 +234,10 @@ def anonymize(
                 patient_id=patient_id,
                 output_format=output_format,
             )
+        batch = backend is not None or input_list is not None or study_dir is None
+        if workers == 0:
+            # The pseudonym mapping is recorded in the run's own process.
+            workers = 1 if export_mapping is not None else default_workers(pixels.value)
         options = AnonymizeOptions(
             profile=profile,
             pixels=pixels.value,
@@ -234,14 +245,15 @@ def anonymize(
             allow_burned_in=allow_burned_in,
             uid_map_csv=uid_map,
             export_mapping_csv=export_mapping,
-            workers=workers,
+            # A batch runs studies in ``workers`` processes, each study in one.
+            workers=1 if batch else workers,
             pixel_stage=pixel_stage,
             nifti=nifti_options,
             decode_isolation=decode_isolation,  # type: ignore[arg-type]
             validate_pixels=validate_pixels,  # type: ignore[arg-type]
         )
         key = load_key(key_file, ephemeral=ephemeral_key)
-        if backend is not None or input_list is not None or study_dir is None:
+        if batch:
             from cadp_med.cli._batch import run_batch_command
 
             run_batch_command(
@@ -289,3 +301,14 @@ def anonymize(
     if summary.quarantine_reasons.get(OUTSIDE_DOMAIN_REASON):
         typer.echo(f"Note: {OUTSIDE_DOMAIN_REASON}: {OUTSIDE_DOMAIN_HINT}", err=True)
     raise typer.Exit(summary.exit_code)
+
+
+def default_workers(pixels: str) -> int:
+    """One process per usable CPU (at most 8) for header work; 1 when the model runs.
+
+    Header-only work is per file and CPU-bound in Python, so it scales with processes;
+    privatization is already parallel inside torch, and a model per process costs memory.
+    """
+    if pixels == "privatize":
+        return 1
+    return max(1, min(8, len(os.sched_getaffinity(0))))

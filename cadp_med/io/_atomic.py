@@ -42,6 +42,7 @@ __all__ = [
     "part_prefix",
     "remove_stale_parts",
     "syncfs",
+    "write_part",
 ]
 
 Durability = Literal["group", "syncfs", "file", "none"]
@@ -197,6 +198,15 @@ class WriteGroup:
                 break
             folder = folder.parent
 
+    def adopt(self, target: Path, temp_name: str, size: int) -> None:
+        """Take over a temporary file that :func:`write_part` (maybe in another
+        process) wrote for ``target``, as if :func:`atomic_write` had written it here."""
+        if self.mode in ("group", "syncfs"):
+            self._add(target, temp_name, size)
+            return
+        _place(temp_name, target, durable=self.mode == "file")
+        self._mark(target.parent)
+
     def commit(self) -> None:
         """Make the written files durable, rename them into place, fsync their folders.
 
@@ -232,10 +242,7 @@ class WriteGroup:
     def abort(self) -> None:
         """Remove the temporary files not yet renamed; their targets stay absent."""
         for temp_name in self._parts.values():
-            try:
-                os.unlink(temp_name)
-            except FileNotFoundError:
-                pass
+            _remove(temp_name)
         self._parts.clear()
         self.bytes = 0
 
@@ -274,6 +281,45 @@ def _fsync_paths(names: list[str]) -> None:
             pass  # map re-raises the first error
 
 
+def write_part(
+    target: Path, write: Callable[[BinaryIO], None], *, mode: int = 0o644
+) -> tuple[str, int]:
+    """Write the temporary file of ``target`` (next to it) and leave it there.
+
+    Returns its name and size, for :meth:`WriteGroup.adopt`: a worker process writes
+    the bytes, the process that owns the group makes them durable and renames them.
+    """
+    handle, temp_name = tempfile.mkstemp(prefix=part_prefix(), suffix=".part", dir=target.parent)
+    try:
+        os.fchmod(handle, mode)  # on the open handle: no second path lookup
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            size = stream.tell()
+    except BaseException:
+        _remove(temp_name)
+        raise
+    return temp_name, size
+
+
+def _place(temp_name: str, target: Path, *, durable: bool) -> None:
+    """Rename a temporary file to its target, after an fsync if ``durable``."""
+    try:
+        if durable:
+            _fsync_one(temp_name)
+        os.replace(temp_name, target)
+    except BaseException:
+        _remove(temp_name)
+        raise
+
+
+def _remove(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
 def atomic_write(
     target: Path,
     write: Callable[[BinaryIO], None],
@@ -301,26 +347,8 @@ def atomic_write(
         (modes ``group`` and ``syncfs``); modes ``file`` and ``none`` rename now,
         after an fsync for ``file``, and the commit fsyncs the folder.
     """
+    temp_name, size = write_part(target, write, mode=mode)
     if group is not None:
-        durable = group.mode == "file"
-    handle, temp_name = tempfile.mkstemp(prefix=part_prefix(), suffix=".part", dir=target.parent)
-    try:
-        os.fchmod(handle, mode)  # on the open handle: no second path lookup
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            if durable:
-                os.fsync(stream.fileno())
-            size = stream.tell()
-        if group is not None and group.mode in ("group", "syncfs"):
-            group._add(target, temp_name, size)  # noqa: SLF001 - the group's own hook
-            return
-        os.replace(temp_name, target)
-        if group is not None:
-            group._mark(target.parent)  # noqa: SLF001
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
+        group.adopt(target, temp_name, size)
+    else:
+        _place(temp_name, target, durable=durable)

@@ -8,8 +8,10 @@ is reduced to ``[A-Za-z0-9._-]`` and is checked to stay inside ``OUT``.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -31,7 +33,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from cadp_med._types import PathLike
 from cadp_med.errors import DeidError
-from cadp_med.io._atomic import WriteGroup, atomic_write
+from cadp_med.io._atomic import WriteGroup, atomic_write, write_part
 from cadp_med.io._pixel_source import StreamedPixelData
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "output_path",
     "output_transfer_syntax",
     "write_instance",
+    "write_instance_part",
 ]
 
 # A fixed UUID-derived UID (PS3.5 B.2) that names cadp-med as the implementation.
@@ -83,9 +86,21 @@ def output_path(out_root: PathLike, pseudonyms: PseudonymPath) -> Path:
         / _component(pseudonyms.series_uid, "series")
         / f"{_component(pseudonyms.sop_uid, 'instance')}.dcm"
     )
-    if not path.resolve().is_relative_to(root.resolve()):
+    if not _folder_inside(path.parent, root):
         raise DeidError("an output path would leave the output folder")
     return path
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_inside(folder: Path, root: Path) -> bool:
+    """True when ``folder``, links resolved, lies inside ``root``.
+
+    The components are reduced to ``[A-Za-z0-9._-]`` and never all dots, so only a
+    symbolic link could lead out; the file name itself cannot (an atomic rename replaces
+    a link, it does not follow it). Cached per series folder: ``resolve`` walks every
+    component with ``lstat`` and cost more than the rest of the path logic.
+    """
+    return folder.resolve().is_relative_to(root.resolve())
 
 
 def is_done(out_path: PathLike) -> bool:
@@ -433,6 +448,27 @@ def write_instance(
     """
     target = output_path(out_root, pseudonyms)
     target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, _writer(ds, transfer_syntax), durable=durable, group=group)
+    return target
+
+
+def write_instance_part(
+    ds: Dataset, out_root: PathLike, pseudonyms: PseudonymPath, *, transfer_syntax: str
+) -> tuple[Path, str, int]:
+    """Write ``ds`` as :func:`write_instance` does, but only to a temporary file.
+
+    Returns the target, the temporary file's name and its size, for
+    :meth:`cadp_med.io._atomic.WriteGroup.adopt` in the process that commits the run's
+    outputs: a worker process encodes and writes, and no dataset crosses processes.
+    """
+    target = output_path(out_root, pseudonyms)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp_name, size = write_part(target, _writer(ds, transfer_syntax))
+    return target, temp_name, size
+
+
+def _writer(ds: Dataset, transfer_syntax: str) -> Callable[[BinaryIO], None]:
+    """The function that writes ``ds`` as a Part 10 file in ``transfer_syntax``."""
     syntax = UID(transfer_syntax)
     # A shallow copy (pydicom shares the element dict) so the caller's dataset keeps its
     # own file_meta and encoding flags.
@@ -463,5 +499,4 @@ def write_instance(
         def write(stream: BinaryIO) -> None:
             _write_part10(stream, to_write, syntax)
 
-    atomic_write(target, write, durable=durable, group=group)
-    return target
+    return write

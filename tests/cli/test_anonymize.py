@@ -96,7 +96,7 @@ def test_privatize_without_model_is_a_usage_error(
     [
         ["--pixels", "sometimes"],
         ["--retain-longitudinal", "partly"],
-        ["--workers", "0"],
+        ["--workers", "-1"],
     ],
 )
 def test_bad_option_values_exit_2(tmp_path: Path, sample_study, test_key: bytes, args) -> None:
