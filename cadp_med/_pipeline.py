@@ -368,6 +368,10 @@ _WORKER_JOB: _FileJob | None = None
 
 # The output lock's descriptor while a run holds it; a forked worker closes its copy.
 _HELD_LOCK_FD: int | None = None
+# Files in flight per worker. Outcomes are small (workers write their own outputs), so
+# a deep window costs little and keeps the workers busy while the run's process
+# waits on a group commit's fsyncs.
+_WINDOW_PER_WORKER = 32
 # The process that starts the worker pool (set before it forks).
 _PARENT_PID = os.getpid()
 
@@ -453,7 +457,7 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
         try:
             for path in paths:
                 pending.append(pool.submit(_run_in_worker, path))
-                if len(pending) >= 4 * workers:
+                if len(pending) >= _WINDOW_PER_WORKER * workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

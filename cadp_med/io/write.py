@@ -150,6 +150,8 @@ _UNDEFINED = 0xFFFFFFFF
 # String VRs whose ``str`` values pydicom writes as the text plus one pad byte to an even
 # length (write_string, write_text, write_UI; write_DA/DT/TM for str values), and that pad
 # byte (PS3.5 6.2). PN (its own writer) and DS/IS (number objects) are not among them.
+# Binary number VRs with a 16-bit length field, as struct codes.
+_NUMBER_FORMAT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 _TEXT_PADDING = {
     "AE": b" ",
     "AS": b" ",
@@ -286,6 +288,12 @@ def _write_dataset(fp: DicomBytesIO, ds: Dataset, parent_charset: object = "iso8
                     fp.write(long_head.pack(group, number, vr.encode(), 0, len(encoded)))
                 fp.write(encoded)
                 continue
+        elif elem.VR in _NUMBER_FORMAT:
+            encoded = _number_bytes(value, order + _NUMBER_FORMAT[elem.VR])
+            if encoded is not None and len(encoded) <= 0xFFFF:
+                fp.write(short_head.pack(group, number, elem.VR.encode(), len(encoded)))
+                fp.write(encoded)
+                continue
         elif elem.VR == "SQ" and isinstance(value, DicomSequence):
             body = _sequence_bytes(fp, value, convert_encodings(charset))
             undefined = elem.is_undefined_length
@@ -321,6 +329,24 @@ def _ascii_text_bytes(value: object, padding: bytes) -> bytes | None:
         return None
     encoded = text.encode("ascii")
     return encoded + padding if len(encoded) % 2 else encoded
+
+
+def _number_bytes(value: object, code: str) -> bytes | None:
+    """A binary number element's value as pydicom's write_numbers packs it, or None.
+
+    Only ``int``/``float`` values and lists of them (what a read header's US, UL, FD...
+    convert to); anything else is left to pydicom.
+    """
+    if type(value) in (int, float):
+        values: list[object] = [value]
+    elif isinstance(value, MultiValue | list) and all(type(v) in (int, float) for v in value):
+        values = list(value)
+    else:
+        return None
+    try:
+        return struct.pack(code[0] + code[1] * len(values), *values)
+    except struct.error:
+        return None  # out of range for the VR: pydicom says so
 
 
 def _sequence_bytes(fp: DicomBytesIO, items: DicomSequence, charset: list[str]) -> bytes:
