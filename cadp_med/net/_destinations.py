@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from cadp_med.errors import NetworkError
 from cadp_med.net._spool import durable_copy
@@ -119,11 +121,14 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
     # One context per SOP class, offering the stored syntax first and the two
     # uncompressed ones as a fallback (PS3.5 10.1 requires Implicit VR LE support).
     syntaxes: dict[str, list[str]] = {}
+    stored: dict[Path, tuple[str, str]] = {}  # file -> (SOP class, transfer syntax)
     for path in files:
         meta = read_file_meta_info(path)
-        offered = syntaxes.setdefault(str(meta.MediaStorageSOPClassUID), [])
-        if str(meta.TransferSyntaxUID) not in offered:
-            offered.insert(0, str(meta.TransferSyntaxUID))
+        sop_class, syntax = str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+        stored[path] = (sop_class, syntax)
+        offered = syntaxes.setdefault(sop_class, [])
+        if syntax not in offered:
+            offered.insert(0, syntax)
     if len(syntaxes) > 128:
         raise NetworkError("a study with more than 128 SOP classes needs several associations")
     ae = AE(ae_title=ae_title)
@@ -143,22 +148,28 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
         reason = "rejected" if assoc.is_rejected else "not established"
         raise NetworkError(f"association with destination '{destination.name}' {reason}")
 
+    accepted: dict[str, set[str]] = {}
+    for context in assoc.accepted_contexts:
+        accepted.setdefault(str(context.abstract_syntax), set()).add(
+            str(context.transfer_syntax[0])
+        )
+
     def send(path: Path, relpath: str) -> None:
         if not assoc.is_established:
             raise NetworkError("association with the destination was lost")
-        dataset = dcmread(path)
-        accepted = {
-            str(cx.transfer_syntax[0])
-            for cx in assoc.accepted_contexts
-            if cx.abstract_syntax == dataset.SOPClassUID
-        }
-        if dataset.file_meta.TransferSyntaxUID.is_compressed and (
-            str(dataset.file_meta.TransferSyntaxUID) not in accepted
-        ):
-            # The peer refused the compressed syntax: send it decompressed instead.
-            dataset.decompress()
+        sop_class, syntax = stored.get(path) or _stored_as(path)
+        if syntax in accepted.get(sop_class, ()):
+            # The file's own bytes, sent in chunks without decoding the dataset
+            # (pynetdicom's STORE_SEND_CHUNKED_DATASET, set for this send only).
+            message: Any = path
+        else:
+            message = dcmread(path)
+            if message.file_meta.TransferSyntaxUID.is_compressed:
+                # The peer refused the compressed syntax: send it decompressed instead.
+                message.decompress()
         try:
-            status = assoc.send_c_store(dataset)
+            with _chunked_from_file(message is path):
+                status = assoc.send_c_store(message)
         except (ValueError, RuntimeError) as exc:
             raise NetworkError(f"C-STORE could not be sent: {type(exc).__name__}") from None
         code = getattr(status, "Status", None)
@@ -172,3 +183,34 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _stored_as(path: Path) -> tuple[str, str]:
+    from pydicom.filereader import read_file_meta_info
+
+    meta = read_file_meta_info(path)
+    return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+
+
+_CHUNKED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _chunked_from_file(enabled: bool) -> Iterator[None]:
+    """pynetdicom's module-wide switch for sending a file's bytes, held for one send.
+
+    A lock, since the switch is global and another destination's session may be
+    sending a decoded dataset at the same time.
+    """
+    if not enabled:
+        yield
+        return
+    from pynetdicom import _config
+
+    with _CHUNKED_LOCK:
+        previous = _config.STORE_SEND_CHUNKED_DATASET
+        _config.STORE_SEND_CHUNKED_DATASET = True
+        try:
+            yield
+        finally:
+            _config.STORE_SEND_CHUNKED_DATASET = previous

@@ -130,7 +130,13 @@ class Spool:
 
     def size_bytes(self) -> int:
         """Total bytes of received instances still in the spool."""
-        return sum(p.stat().st_size for p in self.root.glob(f"*/{INSTANCES}/*.dcm"))
+        total = 0
+        for path in self.root.glob(f"*/{INSTANCES}/*.dcm"):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass  # the worker removed its study between the listing and the stat
+        return total
 
 
 class Ledger:

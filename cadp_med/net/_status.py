@@ -53,7 +53,12 @@ class StatusServer:
                 if self.path == "/health":
                     self._reply(200, {"status": "ok"})
                 elif self.path == "/metrics":
-                    self._reply(200, report())
+                    try:
+                        body = report()
+                    except Exception as exc:  # noqa: BLE001 - answer, never drop the client
+                        self._reply(500, {"error": type(exc).__name__})
+                        return
+                    self._reply(200, body)
                 else:
                     self._reply(404, {"error": "not found"})
 

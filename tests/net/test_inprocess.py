@@ -118,3 +118,22 @@ def test_tls_association(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         wait_for(lambda: list((tmp_path / "share").rglob("*.dcm")), 20, "the TLS-sent file")
     finally:
         node.stop()
+
+
+def test_spool_size_tolerates_a_study_removed_while_it_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /metrics sums the spool while the worker deletes delivered studies; a file listed
+    # and then gone must not fail the request (the client saw a dropped connection).
+    spool = Spool(tmp_path / "spool", tmp_path / "staging")
+    kept = spool.store("study-a", "one", b"x" * 100)
+    gone = spool.store("study-b", "two", b"y" * 50)
+    real_glob = Path.glob
+
+    def listing_then_removal(self: Path, pattern: str):  # type: ignore[no-untyped-def]
+        found = list(real_glob(self, pattern))
+        gone.unlink()
+        return iter(found)
+
+    monkeypatch.setattr(Path, "glob", listing_then_removal)
+    assert spool.size_bytes() == kept.stat().st_size == 100
