@@ -14,6 +14,8 @@ from typing import Any
 import typer
 
 from cadp_med.cli._output import configure_logging, print_json, print_table, usage_errors
+from cadp_med.io.quarantine import OUTSIDE_DOMAIN_REASON
+from cadp_med.model._domains import describe
 
 
 def _burned_in_check() -> Any:
@@ -24,8 +26,31 @@ def _burned_in_check() -> Any:
     return burned_in_reason
 
 
-def collect(study_dir: Path) -> dict[str, Any]:
-    """Scan and read every file of ``study_dir``; return counts and problems (no values)."""
+def _domain_check(model: Path | None) -> Any:
+    """``dataset -> domain or None`` of the pixel model, or None without one.
+
+    The same derivation ``anonymize --pixels privatize`` refuses inputs by
+    (:meth:`cadp_med.pixels.PixelStage.domain_of`): labels only, never header values.
+    """
+    try:
+        from cadp_med.pixels import PixelOptions, PixelStage
+    except ImportError:  # the pixel extras are not installed
+        return None
+    options = PixelOptions() if model is None else PixelOptions(model_path=model)
+    try:
+        return PixelStage(options).domain_of
+    except Exception:  # noqa: BLE001 - no usable model: nothing to say about domains
+        return None
+
+
+def collect(study_dir: Path, model: Path | None = None) -> dict[str, Any]:
+    """Scan and read every file of ``study_dir``; return counts and problems (no values).
+
+    ``domains`` counts the images by the pixel model's domain (modality/contrast, region,
+    plane; see ``model`` or the packaged default), and ``would_quarantine`` lists, under
+    ``pixels-outside-model-domain (privatize)``, the images ``--pixels privatize`` would
+    refuse as outside them.
+    """
     from pydicom.uid import UID
 
     from cadp_med.io.discover import scan
@@ -34,6 +59,8 @@ def collect(study_dir: Path) -> dict[str, Any]:
     root = Path(study_dir).absolute()
     discovery = scan(root)
     burned_in_reason = _burned_in_check()
+    domain_of = _domain_check(model)
+    domains: Counter[str] = Counter()
     patients: set[str] = set()
     studies: set[str] = set()
     series: set[str] = set()
@@ -60,6 +87,12 @@ def collect(study_dir: Path) -> dict[str, Any]:
         syntaxes[UID(syntax).name if syntax else "none (no file meta)"] += 1
         if burned_in_reason is not None and burned_in_reason(ds) is not None:
             problems["burned-in"].append(relative(item.path))
+        domain = domain_of(ds) if domain_of is not None and "PixelData" in ds else None
+        if domain is not None:
+            inside = "inside" if domain["inside"] else "OUTSIDE"
+            domains[f"{describe(domain)} ({inside})"] += 1
+            if not domain["inside"]:
+                problems[f"{OUTSIDE_DOMAIN_REASON} (privatize)"].append(relative(item.path))
     skipped: dict[str, list[str]] = defaultdict(list)
     for entry in discovery.skipped:
         skipped[entry.reason].append(relative(entry.path))
@@ -72,6 +105,7 @@ def collect(study_dir: Path) -> dict[str, Any]:
         "modalities": dict(sorted(modalities.items())),
         "sop_classes": dict(sorted(sop_classes.items())),
         "transfer_syntaxes": dict(sorted(syntaxes.items())),
+        "domains": dict(sorted(domains.items())),
         "would_quarantine": {k: sorted(v) for k, v in sorted(problems.items())},
         "skipped": {k: sorted(v) for k, v in sorted(skipped.items())},
     }
@@ -80,13 +114,16 @@ def collect(study_dir: Path) -> dict[str, Any]:
 def inspect(
     study_dir: Path = typer.Argument(..., help="Study folder (any layout)."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON report."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Pixel model whose domains to check (default: the packaged one)."
+    ),
 ) -> None:
     """Count patients, studies and series; list modalities, SOP classes, transfer
     syntaxes, and the files that `anonymize` would quarantine or skip.
     """
     configure_logging()
     with usage_errors():
-        report = collect(study_dir)
+        report = collect(study_dir, model)
     if json_output:
         print_json(report)
         return
@@ -98,7 +135,7 @@ def inspect(
             f"{report['patients']} / {report['studies']} / {report['series']}",
         ),
     ]
-    for section in ("modalities", "sop_classes", "transfer_syntaxes"):
+    for section in ("modalities", "sop_classes", "transfer_syntaxes", "domains"):
         rows.extend((f"{section}: {name}", n) for name, n in report[section].items())
     for reason, paths in report["would_quarantine"].items():
         rows.append((f"would quarantine ({reason})", len(paths)))

@@ -20,7 +20,9 @@ def test_inspect_counts_without_values(sample_study) -> None:
     assert report["modalities"] == {"CT": 7, "MR": 17}
     assert report["transfer_syntaxes"] == {"Explicit VR Little Endian": 24}
     assert report["skipped"]["dicomdir-index"] == ["DICOMDIR"]
-    assert report["would_quarantine"] == {}
+    # Nothing is unreadable; under --pixels privatize (the default) the images outside
+    # the packaged model's domains would be refused (checked in the test below).
+    assert set(report["would_quarantine"]) == {"pixels-outside-model-domain (privatize)"}
     assert "Doe" not in result.output and "98890234" not in result.output
 
 
@@ -37,3 +39,33 @@ def test_inspect_lists_problems_by_reason(tmp_path: Path) -> None:
 def test_inspect_missing_folder_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(tmp_path / "nope")])
     assert result.exit_code == 2
+
+
+def test_inspect_predicts_the_outside_domain_quarantine_of_privatize(
+    tmp_path: Path, sample_study, test_key: bytes
+) -> None:
+    import hashlib
+
+    from cadp_med import anonymize_study
+    from cadp_med._pipeline import AnonymizeOptions
+    from cadp_med.pixels import PixelOptions, PixelStage
+
+    study = sample_study("multi_series")
+    result = runner.invoke(app, ["inspect", str(study), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    predicted = report["would_quarantine"]["pixels-outside-model-domain (privatize)"]
+    # The packaged head model: the head MR series are inside, the chest CT is not.
+    assert report["domains"]["MR-T1 / head / sagittal (inside)"] == 7
+    assert report["domains"]["CT / chest / axial (OUTSIDE)"] == 5
+    assert "Doe" not in result.output
+
+    options = AnonymizeOptions(pixel_stage=PixelStage(PixelOptions()))
+    summary = anonymize_study(study, tmp_path / "out", key=test_key, options=options)
+    assert summary.quarantine_reasons == {"pixels-outside-model-domain": len(predicted)}
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    quarantined = {digest(p) for p in summary.quarantine.glob("*.dcm")}
+    assert quarantined == {digest(study / name) for name in predicted}
