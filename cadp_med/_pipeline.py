@@ -51,8 +51,8 @@ PixelMode = Literal["privatize", "keep", "blank"]
 _PIXEL_MODES = ("privatize", "keep", "blank")
 AUDIT_LOG_NAME = "audit.jsonl"
 LOCK_NAME = ".cadp-med.lock"
-# Write errors that no other file would escape: the run stops (CLI exit status 3).
 _PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+# Write errors that no other file would escape: the run stops (CLI exit status 3).
 _FATAL_WRITE_ERRORS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 )
