@@ -148,31 +148,13 @@ def commands(corpus: Path, out: Path) -> dict[str, list[str]]:
     """The command line of each tool."""
     deid = [str(BIN / "deid"), "--quiet", "--outfolder", str(out), "identifiers",
             "--action", "all", "--input", str(corpus)]  # fmt: skip
+    cadp = [str(BIN / "cadp-med"), "anonymize", str(corpus), "-o", str(out),
+            "--pixels", "keep", "--allow-burned-in"]  # fmt: skip
     return {
-        "cadp-med": [
-            str(BIN / "cadp-med"),
-            "anonymize",
-            str(corpus),
-            "-o",
-            str(out),
-            "--pixels",
-            "keep",
-            "--allow-burned-in",
-        ],  # fmt: skip
+        "cadp-med": cadp,
         # The same, in one process: dicognito and the floor use one CPU; the default above
         # uses one worker per CPU.
-        "cadp-med --workers 1": [
-            str(BIN / "cadp-med"),
-            "anonymize",
-            str(corpus),
-            "-o",
-            str(out),
-            "--pixels",
-            "keep",
-            "--allow-burned-in",
-            "--workers",
-            "1",
-        ],  # fmt: skip
+        "cadp-med --workers 1": [*cadp, "--workers", "1"],
         "dicognito": [
             sys.executable,
             "-m",
