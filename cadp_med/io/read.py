@@ -91,9 +91,8 @@ _PIXEL_DATA = 0x7FE00010
 # Pixel Data above this size stays in the file when deferring (smaller is read: one
 # read is cheaper than reopening the file to copy it).
 _DEFER_BYTES = 1 << 20
-# The transfer syntax a dataset was parsed in, by (implicit VR, little endian).
-# Character sets in which every byte string decodes (pydicom's names for Latin-1).
 _CHARSET_TAG = 0x00080005
+# Character sets in which every byte string decodes (pydicom's names for Latin-1).
 _LATIN = frozenset({"iso8859", "latin_1"})
 # Text VRs decoded with the Specific Character Set (PS3.5 6.1.2.3).
 _CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
@@ -106,6 +105,7 @@ _HEAD_BYTES = 4096
 _DEFLATE_UID = DeflatedExplicitVRLittleEndian.encode()
 _LONG_META_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN",
                             b"UR", b"UT", b"SV", b"UV"})  # fmt: skip
+# The transfer syntax a dataset was parsed in, by (implicit VR, little endian).
 _PARSED_SYNTAX = {
     (True, True): ImplicitVRLittleEndian,
     (False, True): ExplicitVRLittleEndian,
@@ -319,13 +319,21 @@ def _walk(
                 _walk(item, depth + 1, data_size, limits, text_can_fail)
 
 
-def _single_byte_latin(ds: Dataset) -> bool:
-    """True when every byte string decodes in the dataset's character set (Latin-1)."""
+def _charset_terms(ds: Dataset) -> list[str]:
+    """The defined terms of ``ds``'s Specific Character Set, stripped; [] when absent."""
     declared = ds.get("SpecificCharacterSet")
     if declared is None:
-        return True  # the default repertoire, which pydicom decodes as Latin-1
+        return []
     values = [declared] if isinstance(declared, str) else list(declared)
-    return all(python_encoding.get((v or "").strip()) in _LATIN for v in values)
+    return [(value or "").strip() for value in values]
+
+
+def _single_byte_latin(ds: Dataset) -> bool:
+    """True when every byte string decodes in the dataset's character set (Latin-1).
+
+    No declared set is the default repertoire, which pydicom decodes as Latin-1.
+    """
+    return all(python_encoding.get(term) in _LATIN for term in _charset_terms(ds))
 
 
 def _check_raw_value(raw: RawDataElement, tag: int) -> None:
@@ -370,12 +378,7 @@ def _check_transfer_syntax(ds: Dataset) -> None:
 
 
 def _check_charset(ds: Dataset) -> None:
-    declared = ds.get("SpecificCharacterSet")
-    if declared is None:
-        return
-    values = [declared] if isinstance(declared, str) else list(declared)
-    for value in values:
-        term = (value or "").strip()
+    for term in _charset_terms(ds):
         if term and term not in python_encoding:
             raise UnreadableInstance(CHARSET, "(0008,0005)")
 

@@ -147,11 +147,11 @@ def _file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
 
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
+# Binary number VRs with a 16-bit length field, as struct codes.
+_NUMBER_FORMAT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 # String VRs whose ``str`` values pydicom writes as the text plus one pad byte to an even
 # length (write_string, write_text, write_UI; write_DA/DT/TM for str values), and that pad
 # byte (PS3.5 6.2). PN (its own writer) and DS/IS (number objects) are not among them.
-# Binary number VRs with a 16-bit length field, as struct codes.
-_NUMBER_FORMAT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 _TEXT_PADDING = {
     "AE": b" ",
     "AS": b" ",
