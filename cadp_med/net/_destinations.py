@@ -112,7 +112,6 @@ def _stow_sender(destination: Destination) -> Send:
 @contextlib.contextmanager
 def _cstore_session(destination: Destination, files: list[Path], ae_title: str) -> Iterator[Send]:
     from pydicom import dcmread
-    from pydicom.filereader import read_file_meta_info
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
     from pynetdicom import AE, evt
 
@@ -123,9 +122,7 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
     syntaxes: dict[str, list[str]] = {}
     stored: dict[Path, tuple[str, str]] = {}  # file -> (SOP class, transfer syntax)
     for path in files:
-        meta = read_file_meta_info(path)
-        sop_class, syntax = str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
-        stored[path] = (sop_class, syntax)
+        sop_class, syntax = stored[path] = _stored_as(path)
         offered = syntaxes.setdefault(sop_class, [])
         if syntax not in offered:
             offered.insert(0, syntax)
@@ -186,6 +183,7 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
 
 
 def _stored_as(path: Path) -> tuple[str, str]:
+    """(SOP Class UID, Transfer Syntax UID) of a file, from its File Meta."""
     from pydicom.filereader import read_file_meta_info
 
     meta = read_file_meta_info(path)
