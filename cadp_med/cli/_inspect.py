@@ -35,11 +35,15 @@ def _domain_check(model: Path | None) -> Any:
     try:
         from cadp_med.pixels import PixelOptions, PixelStage
     except ImportError:  # the pixel extras are not installed
+        if model is not None:
+            raise
         return None
-    options = PixelOptions() if model is None else PixelOptions(model_path=model)
+    if model is not None:
+        # Asked for by name: a missing or unreadable model is the operator's error.
+        return PixelStage(PixelOptions(model=model)).domain_of
     try:
-        return PixelStage(options).domain_of
-    except Exception:  # noqa: BLE001 - no usable model: nothing to say about domains
+        return PixelStage(PixelOptions()).domain_of
+    except Exception:  # noqa: BLE001 - no usable default model: nothing to say about domains
         return None
 
 

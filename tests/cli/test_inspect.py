@@ -69,3 +69,19 @@ def test_inspect_predicts_the_outside_domain_quarantine_of_privatize(
 
     quarantined = {digest(p) for p in summary.quarantine.glob("*.dcm")}
     assert quarantined == {digest(study / name) for name in predicted}
+
+
+def test_inspect_model_option_names_the_model(tmp_path: Path, sample_study) -> None:
+    from cadp_med.pixels._options import DEFAULT_MODEL_PATH
+
+    study = sample_study("ct_small")
+    named = runner.invoke(
+        app, ["inspect", str(study), "--json", "--model", str(DEFAULT_MODEL_PATH)]
+    )
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.output)["domains"] == {"CT / unknown region / axial (OUTSIDE)": 1}
+    absent = runner.invoke(
+        app, ["inspect", str(study), "--model", str(tmp_path / "none.safetensors")]
+    )
+    assert absent.exit_code == 2
+    assert "model" in absent.output
