@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
-from cadp_med.io._atomic import WriteGroup, remove_stale_parts
+from cadp_med.io._atomic import DURABILITY_MODES, WriteGroup, remove_stale_parts
 from cadp_med.io._commit import GroupCommit
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
@@ -143,8 +143,8 @@ class AnonymizeOptions:
             raise ConfigError("decode_isolation must be one of process, inline")
         if self.validate_pixels not in ("structure", "decode"):
             raise ConfigError("validate_pixels must be one of structure, decode")
-        if self.durability not in ("group", "syncfs", "file", "none"):
-            raise ConfigError("durability must be one of group, syncfs, file, none")
+        if self.durability not in DURABILITY_MODES:
+            raise ConfigError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
 
 
 @dataclass
