@@ -7,7 +7,6 @@ file never stops the batch, and the input is only ever read.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
@@ -27,7 +26,7 @@ from pydicom.dataset import Dataset
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
-from cadp_med.io._atomic import DURABILITY_MODES, WriteGroup, remove_stale_parts
+from cadp_med.io._atomic import DURABILITY_MODES, remove_part, remove_stale_parts
 from cadp_med.io._commit import GroupCommit
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
@@ -476,8 +475,7 @@ def _discard(pending: deque[Future[_Outcome]]) -> None:
         except Exception:  # noqa: BLE001 - the run is ending; nothing to record
             continue
         if part is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(part[1])
+            remove_part(part[1])
 
 
 def _batched_outcomes(job: _FileJob, paths: list[Path], batch_size: int) -> Iterator[_Outcome]:
@@ -748,22 +746,22 @@ def _finish(
     summary: RunSummary,
     reasons: Counter[str],
     groups: dict[str, set[Any]],
-    commit: GroupCommit | None = None,
+    commit: GroupCommit,
 ) -> None:
     """Write, quarantine and audit one outcome, in the main process."""
-    group = commit.group if commit is not None else None
+    group = commit.group
     if outcome.fatal_errno is not None:
         raise OSError(outcome.fatal_errno, os.strerror(outcome.fatal_errno))
     if outcome.status == audit_status.WRITTEN:
         try:
             target = output_path(out_root, outcome.pseudonyms)
-            if is_done(target) or (group is not None and target in group):
+            if is_done(target) or target in group:
                 # A duplicate instance earlier in this very run wrote it.
                 outcome.status = audit_status.SKIPPED_DONE
                 if outcome.part is not None:
-                    os.unlink(outcome.part[1])
+                    remove_part(outcome.part[1])
             elif outcome.part is not None:
-                (group if group is not None else WriteGroup(out_root, "file")).adopt(*outcome.part)
+                group.adopt(*outcome.part)
             else:
                 assert outcome.dataset is not None
                 write_instance(

@@ -40,6 +40,7 @@ __all__ = [
     "atomic_write",
     "fsync_dir",
     "part_prefix",
+    "remove_part",
     "remove_stale_parts",
     "syncfs",
     "write_part",
@@ -242,7 +243,7 @@ class WriteGroup:
     def abort(self) -> None:
         """Remove the temporary files not yet renamed; their targets stay absent."""
         for temp_name in self._parts.values():
-            _remove(temp_name)
+            remove_part(temp_name)
         self._parts.clear()
         self.bytes = 0
 
@@ -297,7 +298,7 @@ def write_part(
             stream.flush()
             size = stream.tell()
     except BaseException:
-        _remove(temp_name)
+        remove_part(temp_name)
         raise
     return temp_name, size
 
@@ -309,11 +310,12 @@ def _place(temp_name: str, target: Path, *, durable: bool) -> None:
             _fsync_one(temp_name)
         os.replace(temp_name, target)
     except BaseException:
-        _remove(temp_name)
+        remove_part(temp_name)
         raise
 
 
-def _remove(name: str) -> None:
+def remove_part(name: str) -> None:
+    """Remove a temporary file that will not be renamed (gone already is fine)."""
     try:
         os.unlink(name)
     except FileNotFoundError:
