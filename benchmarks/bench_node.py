@@ -3,11 +3,14 @@
 The floor is a plain dcmtk storescu → storescp transfer of the same study.  Reported:
 
 * ``floor``: instances/s of storescu → storescp;
+* ``ceiling``: instances/s of storescu → a pynetdicom SCP that acknowledges without
+  storing anything: what the node's receive path can reach at best;
 * ``receive``: instances/s of storescu → node (durable spool writes, fsync per instance);
 * ``end-to-end``: instances/s from the first byte sent to the last instance at
   storescp, with the ``idle_seconds`` quiet period subtracted (it is a policy wait,
-  not work);
-* the ratio floor / end-to-end.
+  not work), once with the whole study processed when quiet (``batch_instances = 0``,
+  the node before batching) and once in batches while it arrives (the default);
+* the ratios floor / end-to-end and floor / ceiling.
 
 Run from the repository root: ``python benchmarks/bench_node.py [--copies 30]``.
 """
@@ -57,6 +60,70 @@ def make_study(folder: Path, copies: int) -> list[Path]:
     return paths
 
 
+def pynetdicom_ceiling(files: list[Path]) -> float:
+    """instances/s of storescu -> a pynetdicom SCP that acknowledges without storing.
+
+    The node's receive path can be no faster: this is pynetdicom alone (its DUL and
+    association threads poll their queues with 1 ms sleeps), no parse, no write.
+    """
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from cadp_med.net._scp import set_tcp_nodelay, transfer_syntaxes
+
+    ae = AE(ae_title="CEILING")
+    ae.maximum_pdu_size = 0
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, transfer_syntaxes())
+    handlers = [
+        (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+        (evt.EVT_C_STORE, lambda event: (event.encoded_dataset(), 0x0000)[1]),
+    ]
+    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=handlers)
+    try:
+        start = time.perf_counter()
+        assert storescu(files, server.server_address[1], "MODALITY", "CEILING").returncode == 0
+        return len(files) / (time.perf_counter() - start)
+    finally:
+        server.shutdown()
+
+
+def run_node(root: Path, files: list[Path], batch_instances: int) -> tuple[float, float]:
+    """(receive, end-to-end) instances/s through a ``cadp-med serve`` process."""
+    count = len(files)
+    scp = StoreSCP(root / f"received-{batch_instances}")
+    node = NodeProcess(
+        root / f"node-{batch_instances}",
+        {
+            "allow": [{"ae_title": "MODALITY", "host": LOOPBACK}],
+            "idle_seconds": IDLE_SECONDS,
+            "batch_instances": batch_instances,
+            "destinations": [
+                {
+                    "type": "cstore",
+                    "name": "scp",
+                    "ae_title": scp.ae_title,
+                    "host": LOOPBACK,
+                    "port": scp.port,
+                }
+            ],
+        },
+    ).start()
+    try:
+        start = time.perf_counter()
+        assert storescu(files, node.port, "MODALITY", "CADPNODE").returncode == 0
+        receive_s = time.perf_counter() - start
+        try:
+            wait_for(lambda: scp.count() >= count, 300, "node transfer", 0.01)
+        except AssertionError:
+            print(node.log()[-3000:], node.metrics(), file=sys.stderr)
+            raise
+        total_s = time.perf_counter() - start
+    finally:
+        node.stop()
+        scp.stop()
+    return count / receive_s, count / (total_s - IDLE_SECONDS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=30, help="copies of the 7 instances")
@@ -70,50 +137,30 @@ def main() -> None:
         floor_scp = StoreSCP(root / "floor")
         start = time.perf_counter()
         assert storescu(files, floor_scp.port, "MODALITY", floor_scp.ae_title).returncode == 0
-        wait_for(lambda: len(floor_scp.files()) >= count, 60, "floor transfer", 0.01)
+        wait_for(lambda: floor_scp.count() >= count, 60, "floor transfer", 0.01)
         floor = count / (time.perf_counter() - start)
         floor_scp.stop()
+        ceiling = pynetdicom_ceiling(files)
+        whole_receive, whole = run_node(root, files, batch_instances=0)
+        receive, end_to_end = run_node(root, files, batch_instances=64)
 
-        scp = StoreSCP(root / "received")
-        node = NodeProcess(
-            root / "node",
-            {
-                "allow": [{"ae_title": "MODALITY", "host": LOOPBACK}],
-                "idle_seconds": IDLE_SECONDS,
-                "destinations": [
-                    {
-                        "type": "cstore",
-                        "name": "scp",
-                        "ae_title": scp.ae_title,
-                        "host": LOOPBACK,
-                        "port": scp.port,
-                    }
-                ],
-            },
-        ).start()
-        try:
-            start = time.perf_counter()
-            assert storescu(files, node.port, "MODALITY", "CADPNODE").returncode == 0
-            receive_s = time.perf_counter() - start
-            try:
-                wait_for(lambda: len(scp.files()) >= count, 300, "node transfer", 0.01)
-            except AssertionError:
-                print(node.log()[-3000:], node.metrics(), file=sys.stderr)
-                raise
-            total_s = time.perf_counter() - start
-        finally:
-            node.stop()
-            scp.stop()
-        end_to_end = count / (total_s - IDLE_SECONDS)
+        rows = [
+            ("floor      storescu -> storescp", floor),
+            ("ceiling    storescu -> pynetdicom SCP, no storing", ceiling),
+            ("whole study when quiet (batch_instances = 0)", None),
+            ("  receive    storescu -> node spool", whole_receive),
+            ("  end-to-end storescu -> node -> storescp", whole),
+            ("batches while arriving (batch_instances = 64, the default)", None),
+            ("  receive    storescu -> node spool", receive),
+            ("  end-to-end storescu -> node -> storescp", end_to_end),
+        ]
         print(f"instances: {count} (header-only, pixels = keep, loopback)")
-        print(f"floor      storescu -> storescp        : {floor:8.1f} instances/s")
-        print(f"receive    storescu -> node spool      : {count / receive_s:8.1f} instances/s")
-        print(
-            f"end-to-end storescu -> node -> storescp: {end_to_end:8.1f} instances/s "
-            f"(idle_seconds {IDLE_SECONDS} subtracted)"
-        )
-        print(f"ratio floor / end-to-end               : {floor / end_to_end:8.2f}x")
-
+        for label, rate in rows:
+            print(label if rate is None else f"{label:<50}: {rate:8.1f} instances/s")
+        print(f"(end-to-end: idle_seconds {IDLE_SECONDS} subtracted)")
+        print(f"{'ratio floor / end-to-end (batches)':<50}: {floor / end_to_end:8.2f}x")
+        print(f"{'ratio floor / end-to-end (whole study)':<50}: {floor / whole:8.2f}x")
+        print(f"{'ratio floor / pynetdicom ceiling':<50}: {floor / ceiling:8.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,9 @@
 Layout (no header value ever appears in a path)::
 
     spool/<study key>/in/<sha256(SOP Instance UID)[:32]>.dcm   received, as sent to us
+    spool/<study key>/batch/*.dcm                              taken by the worker
+    spool/<study key>/handled/*.dcm                            anonymized and delivered
+    spool/<study key>/KEEP                                     marker: keep the originals
     spool/<study key>/DONE                                     marker: study delivered
     staging/<study key>/out/...                                anonymize_study output
     staging/<study key>/sent.jsonl                             ledger of deliveries
@@ -26,6 +29,9 @@ from typing import Any
 from cadp_med.io._atomic import fsync_dir
 
 INSTANCES = "in"
+BATCH = "batch"
+HANDLED = "handled"
+KEEP_MARKER = "KEEP"
 DONE_MARKER = "DONE"
 LEDGER = "sent.jsonl"
 OUTPUT = "out"
@@ -90,6 +96,43 @@ class Spool:
         """Folder of the received instances of one study key."""
         return self.root / study / INSTANCES
 
+    def take_batch(self, study: str) -> Path | None:
+        """Move the instances received so far into the study's batch folder; return it.
+
+        A batch left by a crash is taken again with whatever arrived since. Returns None
+        when there is nothing to do. The caller holds the study's lock, so no instance
+        is being stored meanwhile.
+        """
+        batch = self.root / study / BATCH
+        arrived = sorted(self.instances_dir(study).glob("*.dcm"))
+        if arrived:
+            ensure_dir(batch)
+            for path in arrived:
+                os.replace(path, batch / path.name)
+            fsync_dir(batch)
+            fsync_dir(self.instances_dir(study))
+        if not batch.is_dir() or not any(batch.glob("*.dcm")):
+            return None
+        return batch
+
+    def finish_batch(self, study: str) -> None:
+        """Move a delivered batch's originals to ``handled/``."""
+        batch, handled = self.root / study / BATCH, self.root / study / HANDLED
+        ensure_dir(handled)
+        for path in batch.glob("*.dcm"):
+            os.replace(path, handled / path.name)
+        fsync_dir(handled)
+        fsync_dir(batch)
+
+    def keep_originals(self, study: str) -> None:
+        """Mark the study's originals to be kept (something was quarantined or
+        dead-lettered): the mark outlives a restart, unlike the batch that set it."""
+        durable_write(self.root / study / KEEP_MARKER, b"")
+
+    def must_keep(self, study: str) -> bool:
+        """Whether :meth:`keep_originals` was called for the study."""
+        return (self.root / study / KEEP_MARKER).exists()
+
     def output_dir(self, study: str) -> Path:
         """Folder ``anonymize_study`` writes the de-identified study to."""
         return self.staging / study / OUTPUT
@@ -131,7 +174,7 @@ class Spool:
     def size_bytes(self) -> int:
         """Total bytes of received instances still in the spool."""
         total = 0
-        for path in self.root.glob(f"*/{INSTANCES}/*.dcm"):
+        for path in self.root.glob("*/*/*.dcm"):
             try:
                 total += path.stat().st_size
             except FileNotFoundError:

@@ -87,6 +87,9 @@ class NodeConfig:
     #: window_eps_share, temperature, allow_outside_domain), as given in ``[privacy]``.
     privacy: dict[str, Any] = field(default_factory=dict)
     idle_seconds: float = 30.0
+    #: Header-only: the worker takes a study's instances in batches of this many while
+    #: the study is still arriving (0: only once it is quiet).
+    batch_instances: int = 64
     retry: RetryConfig = field(default_factory=RetryConfig)
     http_host: str = "127.0.0.1"
     http_port: int | None = None
@@ -220,6 +223,9 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
     idle = float(_typed(data.get("idle_seconds", 30.0), "idle_seconds", (int, float), where))
     if idle <= 0:
         raise ConfigError("node: idle_seconds must be > 0")
+    batch = _typed(data.get("batch_instances", 64), "batch_instances", int, where)
+    if batch < 0:
+        raise ConfigError("node: batch_instances must be >= 0")
     key_file = data.get("key_file")
     eps = data.get("eps")
     privacy = _privacy_table(_typed(data.get("privacy", {}), "privacy", dict, where))
@@ -242,6 +248,7 @@ def parse_config(data: dict[str, Any], base: Path) -> NodeConfig:
         model=str(base / _typed(data["model"], "model", str, where)) if "model" in data else None,
         privacy=privacy,
         idle_seconds=idle,
+        batch_instances=batch,
         destinations=dests,
         retry=retry,
         http_host=_typed(http.get("host", "127.0.0.1"), "host", str, "http_status"),

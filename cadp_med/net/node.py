@@ -1,11 +1,17 @@
 """The receive → anonymize → forward node behind ``cadp-med serve``.
 
 Threads: pynetdicom's acceptor (one per association) spools instances and stamps the
-study's last arrival; one worker thread picks up studies quiet for ``idle_seconds``,
-runs :func:`cadp_med.anonymize_study` on the spool into staging, and delivers each
-output file to every destination, retrying with backoff and dead-lettering what
-still fails.  State lives on disk only (spool, DONE markers, ledger), so a node
-killed at any point resumes on restart without loss and without sending twice.
+study's last arrival; one worker thread takes what a study has received, runs
+:func:`cadp_med.anonymize_study` on it into staging, and delivers each output file to
+every destination, retrying with backoff and dead-lettering what still fails.  In
+header-only mode (``pixels`` keep or blank) every instance stands alone, so the worker
+takes a study's instances in batches of ``batch_instances`` while it is still
+arriving, and a study's transfer, de-identification and delivery overlap; the study
+is complete, and its spool released, when it has been quiet for ``idle_seconds``.
+Privatization fits each series' window from the whole series, so there the worker
+waits for the quiet study.  State lives on disk only (spool folders and markers,
+ledger), so a node killed at any point resumes on restart without loss and without
+sending twice.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +63,7 @@ class Node:
         self._options: Any = None
         self._lock = threading.Lock()  # guards _due and _study_locks
         self._due: dict[str, float] = {}  # study key -> monotonic time of last arrival
+        self._arrived: dict[str, int] = {}  # study key -> instances not yet in a batch
         self._study_locks: dict[str, threading.Lock] = {}
         self._active: str | None = None  # the study the worker is on, still pending
         self._stop = threading.Event()
@@ -157,27 +165,41 @@ class Node:
             self.spool.store(study, sop_key, data)
             with self._lock:
                 self._due[study] = time.monotonic()
+                self._arrived[study] = self._arrived.get(study, 0) + 1
+        if self._streaming and self._arrived.get(study, 0) >= self.config.batch_instances:
+            self._wake.set()
 
-    def _next_due(self) -> str | None:
+    @property
+    def _streaming(self) -> bool:
+        return self.config.pixels != "privatize" and self.config.batch_instances > 0
+
+    def _next_due(self) -> tuple[str, bool] | None:
+        """The next study to work on, and whether it is complete (quiet)."""
         now = time.monotonic()
         with self._lock:
             for study, last in sorted(self._due.items(), key=lambda item: item[1]):
                 if now - last >= self.config.idle_seconds:
-                    return study
+                    return study, True
+            if self._streaming:
+                for study, count in self._arrived.items():
+                    if count >= self.config.batch_instances and study in self._due:
+                        return study, False
         return None
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            study = self._next_due()
-            if study is None:
+            due = self._next_due()
+            if due is None:
                 self._wake.wait(min(0.2, self.config.idle_seconds / 4))
                 self._wake.clear()
                 continue
+            study, complete = due
             with self._lock:
-                self._due.pop(study, None)
+                if complete:
+                    self._due.pop(study, None)
                 self._active = study
             try:
-                self._process(study)
+                self._process(study, complete)
             except _Stopping:
                 LOGGER.info("delivery interrupted by shutdown", extra={"fields": {"study": study}})
                 return
@@ -211,7 +233,10 @@ class Node:
         kwargs: dict[str, Any] = {"profile": profile, "pixels": self.config.pixels}
         if self.config.pixels == "privatize":
             kwargs["pixel_stage"] = self._pixel_stage()
-        return _pipeline.AnonymizeOptions(allow_burned_in=False, workers=1, **kwargs)
+        # Header-only de-identification runs in two worker processes, so that it does
+        # not share a GIL with this process's receiving and sending threads.
+        workers = 1 if self.config.pixels == "privatize" else 2
+        return _pipeline.AnonymizeOptions(allow_burned_in=False, workers=workers, **kwargs)
 
     def _pixel_stage(self) -> Any:
         """The DP pixel stage from ``eps``, ``model`` and ``[privacy]``; loads the model once."""
@@ -233,10 +258,31 @@ class Node:
         )
         return _pipeline.anonymize_study(source, output, key=self._key, options=options)
 
-    def _process(self, study: str) -> None:
-        source = self.spool.instances_dir(study)
+    def _process(self, study: str, complete: bool) -> None:
+        """Anonymize and deliver what ``study`` has received; release it when complete."""
+        with self._study_lock(study):
+            batch = self.spool.take_batch(study)
+            with self._lock:
+                self._arrived.pop(study, None)
+        if batch is not None:
+            self._process_batch(study, batch)
+        if not complete:
+            return
+        with self._study_lock(study):
+            with self._lock:
+                if study in self._due:
+                    return  # more instances arrived meanwhile: run again when quiet
+            # Anything dead-lettered or quarantined keeps its originals in the spool
+            # (marked done) so an operator can re-drive it; otherwise nothing is kept.
+            if self.config.retain_spool or self.spool.must_keep(study):
+                self.spool.mark_done(study)
+            else:
+                self.spool.discard(study)
+        LOGGER.info("study delivered", extra={"fields": {"study": study}})
+
+    def _process_batch(self, study: str, batch: Path) -> None:
         output = self.spool.output_dir(study)
-        summary = self._anonymizer(source, output, study)
+        summary = self._anonymizer(batch, output, study)
         quarantined = int(getattr(summary, "quarantined", 0))
         self.metrics.add("anonymized", int(getattr(summary, "written", 0)))
         self.metrics.add("quarantined", quarantined)
@@ -247,26 +293,19 @@ class Node:
                 "instances quarantined by the pipeline",
                 extra={"fields": {"study": study, "files": quarantined, "reasons": reasons}},
             )
-        files = sorted(p for p in output.rglob("*.dcm") if not p.name.startswith("."))
+        files = _output_files(output)
         ledger = Ledger(self.config.staging / study / LEDGER)
         dead = 0
         try:
             for destination in self.config.destinations:
                 dead += self._deliver(study, destination, output, files, ledger)
         finally:
-            ledger.sync()  # before the study is marked done or discarded
-        with self._study_lock(study):
-            with self._lock:
-                if study in self._due:
-                    return  # more instances arrived meanwhile: run again when quiet
-            # Anything dead-lettered or quarantined keeps its originals in the spool
-            # (marked done) so an operator can re-drive it; otherwise nothing is kept.
-            if dead or quarantined or self.config.retain_spool:
-                self.spool.mark_done(study)
-            else:
-                self.spool.discard(study)
+            ledger.sync()  # before the batch is marked handled
+        if dead or quarantined:
+            self.spool.keep_originals(study)
+        self.spool.finish_batch(study)
         LOGGER.info(
-            "study delivered",
+            "batch delivered",
             extra={"fields": {"study": study, "files": len(files), "dead_lettered": dead}},
         )
 
@@ -337,6 +376,15 @@ class Node:
             "dead-lettered",
             extra={"fields": {"study": study, "destination": destination.name, "reason": reason}},
         )
+
+
+def _output_files(root: Path) -> list[Path]:
+    """The study's output files, sorted; the folder grows batch by batch, so this walks
+    it with os.scandir (pathlib's rglob took longer than sending the batch)."""
+    found = []
+    for folder, _, names in os.walk(root):
+        found += [os.path.join(folder, n) for n in names if n.endswith(".dcm") and n[0] != "."]
+    return [Path(name) for name in sorted(found)]
 
 
 def _rel(path: Path, root: Path) -> str:

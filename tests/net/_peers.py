@@ -228,6 +228,11 @@ class StoreSCP:
     def files(self) -> list[Path]:
         return sorted(p for p in self.folder.rglob("*") if p.is_file())
 
+    def count(self) -> int:
+        """How many files storescp has written (its folder is flat): cheap enough to
+        poll while a benchmark runs, unlike :meth:`files`."""
+        return len(os.listdir(self.folder))
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)

@@ -50,6 +50,8 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ({"ae_title": "A" * 17}, "1 to 16 characters"),
         ({"pixels": "fuzz"}, "pixels must be one of keep, privatize, blank"),
         ({"idle_seconds": 0}, "idle_seconds must be > 0"),
+        ({"batch_instances": -1}, "batch_instances must be >= 0"),
+        ({"batch_instances": 1.5}, "'batch_instances' has the wrong type"),
         ({"destinations": []}, "at least one [[destinations]]"),
         ({"destinations": [{"type": "ftp"}]}, "type must be one of cstore, folder, stow"),
         ({"destinations": [{"type": "stow", "url": "ftp://x"}]}, "url must start with"),

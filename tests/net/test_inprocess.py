@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from cadp_med.net import Node
@@ -39,6 +42,15 @@ def copy_anonymizer(source: Path, output: Path, study: str) -> object:
     for path in source.glob("*.dcm"):
         shutil.copy(path, output / path.name)
     return None
+
+
+def _storage_ae() -> object:
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pynetdicom import AE
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    return ae
 
 
 def test_restart_after_partial_delivery_sends_only_the_rest(tmp_path: Path) -> None:
@@ -137,3 +149,85 @@ def test_spool_size_tolerates_a_study_removed_while_it_is_counted(
 
     monkeypatch.setattr(Path, "glob", listing_then_removal)
     assert spool.size_bytes() == kept.stat().st_size == 100
+
+
+def test_header_only_study_is_delivered_in_batches_while_it_arrives(tmp_path: Path) -> None:
+    # idle_seconds far beyond the test: whatever is delivered went out in batches of
+    # batch_instances while the study was still open, and the study is not released.
+    config = parse_config(
+        base_config(tmp_path, idle_seconds=3600, batch_instances=3), tmp_path
+    )
+    sources = study_files()
+
+    def delivered() -> list[str]:
+        share = tmp_path / "share"
+        return sorted(p.name for p in share.iterdir()) if share.is_dir() else []
+
+    node = Node(config, anonymizer=copy_anonymizer)
+    node.start()
+    try:
+        ae = _storage_ae()
+        assoc = ae.associate(LOOPBACK, node.port, ae_title="CADPNODE")
+        assert assoc.is_established
+        for path in sources[:3]:
+            assert assoc.send_c_store(path).Status == 0x0000
+        wait_for(lambda: len(delivered()) == 3, 10, "the first batch")
+        assert assoc.send_c_store(sources[3]).Status == 0x0000
+        assoc.release()
+        time.sleep(0.5)  # one instance is below the batch size: it waits for quiet
+        assert len(delivered()) == 3
+        report = node.report()
+        assert report["studies_pending"] == 1 and report["sent"] == 3
+        study = uid_key(str(pydicom.dcmread(sources[0]).StudyInstanceUID))
+        handled = sorted(p.name for p in (config.spool / study / "handled").iterdir())
+        assert handled == delivered()
+    finally:
+        node.stop()
+
+
+def test_privatize_waits_for_the_whole_study(tmp_path: Path) -> None:
+    # The window is fitted per series: a privatizing node must never take a batch early.
+    config = parse_config(base_config(tmp_path, batch_instances=1), tmp_path)
+    spool = Spool(config.spool, config.staging)
+    for index, path in enumerate(study_files()[:2]):
+        spool.store("study", f"sop{index}", path.read_bytes())
+    seen: list[int] = []
+
+    def counting_anonymizer(source: Path, output: Path, study: str) -> object:
+        seen.append(len(list(source.glob("*.dcm"))))
+        return copy_anonymizer(source, output, study)
+
+    privatizing = dataclasses.replace(config, pixels="privatize", idle_seconds=0.3)
+    node = Node(privatizing, anonymizer=counting_anonymizer)
+    node._due["study"] = time.monotonic()  # as if both had just arrived
+    node._arrived["study"] = 2
+    node._worker.start()
+    try:
+        wait_for(lambda: seen, 10, "the study")
+    finally:
+        node.stop()
+    assert seen == [2]
+
+
+def test_quarantine_in_an_early_batch_keeps_the_originals(tmp_path: Path) -> None:
+    config = parse_config(base_config(tmp_path), tmp_path)
+    spool = Spool(config.spool, config.staging)
+    for index, path in enumerate(study_files()[:2]):
+        spool.store("study", f"sop{index}", path.read_bytes())
+
+    class Quarantining:
+        quarantined, written, quarantine_reasons = 1, 1, {"missing-pixel-data": 1}
+
+    def quarantining_anonymizer(source: Path, output: Path, study: str) -> object:
+        copy_anonymizer(source, output, study)
+        return Quarantining()
+
+    node = Node(config, anonymizer=quarantining_anonymizer)
+    node._process("study", complete=False)  # a batch while the study is open
+    assert spool.must_keep("study")
+    node._process("study", complete=True)  # the quiet study: nothing new, released
+    assert (config.spool / "study" / "DONE").exists()
+    assert sorted(p.name for p in (config.spool / "study" / "handled").iterdir()) == [
+        "sop0.dcm",
+        "sop1.dcm",
+    ]
