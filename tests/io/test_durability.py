@@ -132,6 +132,38 @@ def test_a_failed_commit_leaves_no_file_and_no_record(
     assert again.written == 10
 
 
+def test_a_failed_later_commit_stops_the_run_and_audits_only_what_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second group's commit fails. The run must stop with the error, the first
+    # group stays audited, and nothing of the failed group (or after it) is in place
+    # or audited; the rerun does the rest.
+    study = _study(tmp_path / "in", 200)
+    out = tmp_path / "out"
+    real_fsync = os.fsync
+    parts_synced = []
+
+    def failing(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+            parts_synced.append(fd)
+            if len(parts_synced) > 64:
+                raise OSError(errno.EIO, "simulated I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="simulated"):
+        anonymize_study(study, out, key=KEY, options=AnonymizeOptions(pixels="keep"))
+    records = read_audit_log(out / "audit.jsonl")
+    in_place = sorted(str(p.relative_to(out)) for p in out.rglob("*.dcm"))
+    # Groups also close after a second, so the first may hold fewer than 64 files.
+    assert 0 < len(records) <= 64
+    assert sorted(str(r["output"]) for r in records) == in_place
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    again = anonymize_study(study, out, key=KEY, options=AnonymizeOptions(pixels="keep"))
+    assert (again.written, again.skipped_done) == (200 - len(records), len(records))
+
+
 def test_sigkill_mid_run_leaves_only_complete_audited_files_and_resumes(tmp_path: Path) -> None:
     study = _study(tmp_path / "in", 200)
     out = tmp_path / "out"
