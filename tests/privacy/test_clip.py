@@ -23,10 +23,16 @@ def test_row_norms_bounded_and_inside_unchanged(clip_fn, p, values, clip):
     norms_in = torch.linalg.vector_norm(z, ord=p, dim=1)
     norms_out = torch.linalg.vector_norm(out, ord=p, dim=1)
     assert torch.all(norms_out <= clip * (1 + 1e-9) + 1e-6)
-    inside = norms_in <= clip
+    # A row whose norm is within rounding of C may be scaled by a factor an ulp below
+    # 1: the norm's reduction order differs between torch kernels (hypothesis found
+    # |v| = C where clip_l2's keepdim norm came out an ulp above C). Any other row
+    # inside the ball must come back bit for bit.
+    inside = norms_in <= clip * (1 - 1e-12)
     assert torch.equal(out[inside], z[inside])
+    boundary = ~inside & (norms_in <= clip)
+    torch.testing.assert_close(out[boundary], z[boundary], rtol=1e-12, atol=0.0)
     # Clipping only rescales: direction is kept.
-    outside = ~inside
+    outside = norms_in > clip
     if outside.any():
         torch.testing.assert_close(norms_out[outside], torch.full_like(norms_out[outside], clip))
 
