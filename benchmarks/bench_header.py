@@ -13,8 +13,8 @@ output folder:
 
 Runs are interleaved (A B C D, A B C D, ...) so that a burst of load on a shared machine
 hits every tool alike; the median wall time of ``--repeats`` runs is reported, with each
-tool's peak memory (sampled from ``/proc`` over its process tree; see :func:`run`),
-files/s and the ratios against dicognito and the floor.
+tool's CPU time and peak memory (sampled from ``/proc`` over its process tree; see
+:func:`run`), files/s and the ratios against dicognito and the floor.
 
 The corpus is every real DICOM file the test packages ship (pydicom, pydicom-data,
 deid-data, dicognito's test data when its sdist is unpacked): compressed single and
@@ -200,8 +200,14 @@ def _memory_kib(pid: int) -> tuple[int, int]:
     return hwm, pss
 
 
-def run(command: list[str], env: dict[str, str], out: Path) -> tuple[float, float, float, int]:
-    """Run one tool; return (wall seconds, peak RSS in MiB, peak PSS in MiB, exit status).
+def run(
+    command: list[str], env: dict[str, str], out: Path
+) -> tuple[float, float, float, int, float]:
+    """Run one tool; return (wall seconds, peak RSS in MiB, peak PSS in MiB, exit status,
+    CPU seconds).
+
+    CPU seconds are user + system time of the tool and every descendant it reaped (its
+    worker processes), from ``wait4``.
 
     Memory is sampled from ``/proc`` every 50 ms over the tool's process tree: peak RSS
     is the sum of each process's own high-water mark (an upper bound for a tool with
@@ -217,7 +223,7 @@ def run(command: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
     peak_pss = 0
     high_water: dict[int, int] = {}
     while True:
-        waited, status, _ = os.wait4(process.pid, os.WNOHANG)
+        waited, status, usage = os.wait4(process.pid, os.WNOHANG)
         if waited:
             break
         pss_now = 0
@@ -229,7 +235,8 @@ def run(command: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
         time.sleep(0.05)
     seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return seconds, sum(high_water.values()) / 1024, peak_pss / 1024, process.returncode
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, sum(high_water.values()) / 1024, peak_pss / 1024, process.returncode, cpu
 
 
 def count_outputs(out: Path) -> int:
@@ -270,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             for number, name in enumerate(tools):
                 out = work / f"out-{number}-{repeat}"
-                seconds, rss, pss, code = run(commands(corpus_dir, out)[name], env, out)
-                runs[name].append((seconds, rss, pss, code, count_outputs(out)))
+                seconds, rss, pss, code, cpu = run(commands(corpus_dir, out)[name], env, out)
+                runs[name].append((seconds, rss, pss, code, count_outputs(out), cpu))
                 shutil.rmtree(out, ignore_errors=True)
                 shutil.rmtree(out.with_name(out.name + ".quarantine"), ignore_errors=True)
     results = {}
@@ -285,11 +292,13 @@ def main(argv: list[str] | None = None) -> int:
             "exit_codes": sorted({r[3] for r in tool_runs}),
             "outputs": min(r[4] for r in tool_runs),
             "seconds": [round(r[0], 2) for r in tool_runs],
+            "median_cpu_seconds": statistics.median(r[5] for r in tool_runs),
         }
-    print(f"\n{'tool':28} {'median s':>8} {'files/s':>8} {'peak RSS':>9} {'peak PSS':>9} "
-          f"{'outputs':>8} {'exit':>6}  runs (s)")  # fmt: skip
+    print(f"\n{'tool':28} {'median s':>8} {'files/s':>8} {'CPU s':>6} {'peak RSS':>9} "
+          f"{'peak PSS':>9} {'outputs':>8} {'exit':>6}  runs (s)")  # fmt: skip
     for name, r in results.items():
         print(f"{name:28} {r['median_seconds']:8.2f} {r['files_per_second']:8.1f} "
+              f"{r['median_cpu_seconds']:6.2f} "
               f"{r['peak_rss_mib']:6.0f} MiB {r['peak_tree_pss_mib']:6.0f} MiB {r['outputs']:8d} "
               f"{','.join(map(str, r['exit_codes'])):>6}  {r['seconds']}")  # fmt: skip
     ours = results.get("cadp-med")

@@ -5,6 +5,8 @@ The floor is a plain dcmtk storescu → storescp transfer of the same study.  Re
 * ``floor``: instances/s of storescu → storescp;
 * ``ceiling``: instances/s of storescu → a pynetdicom SCP that acknowledges without
   storing anything: what the node's receive path can reach at best;
+* ``stage``: instances/s of de-identification (``anonymize_study`` as the node runs it)
+  and of forwarding (one C-STORE association to storescp), each alone in this process;
 * ``receive``: instances/s of storescu → node (durable spool writes, fsync per instance);
 * ``end-to-end``: instances/s from the first byte sent to the last instance at
   storescp, with the ``idle_seconds`` quiet period subtracted (it is a policy wait,
@@ -87,6 +89,38 @@ def pynetdicom_ceiling(files: list[Path]) -> float:
         server.shutdown()
 
 
+def stage_rates(root: Path, files: list[Path]) -> tuple[float, float]:
+    """instances/s of the node's two other stages alone, in this process: de-identifying
+    the study as the node does (``anonymize_study``, header-only, two workers) and
+    forwarding its outputs over one C-STORE association to storescp."""
+    from cadp_med import AnonymizeOptions, anonymize_study
+    from cadp_med.net._destinations import open_session
+    from cadp_med.net.config import Destination
+
+    source = files[0].parent
+    output = root / "stage-out"
+    options = AnonymizeOptions(pixels="keep", workers=2, quarantine=root / "stage-quarantine")
+    start = time.perf_counter()
+    key = b"bench-node-key-0123456789abcdef"
+    summary = anonymize_study(source, output, key=key, options=options)
+    deidentify = len(files) / (time.perf_counter() - start)
+    assert summary.written == len(files)
+    outputs = sorted(output.rglob("*.dcm"))
+    scp = StoreSCP(root / "stage-received")
+    try:
+        destination = Destination(
+            type="cstore", name="scp", ae_title=scp.ae_title, host=LOOPBACK, port=scp.port
+        )
+        start = time.perf_counter()
+        with open_session(destination, outputs, "CADPNODE") as send:
+            for path in outputs:
+                send(path, path.name)
+        forward = len(outputs) / (time.perf_counter() - start)
+    finally:
+        scp.stop()
+    return deidentify, forward
+
+
 def run_node(root: Path, files: list[Path], batch_instances: int) -> tuple[float, float]:
     """(receive, end-to-end) instances/s through a ``cadp-med serve`` process."""
     count = len(files)
@@ -143,10 +177,13 @@ def main() -> None:
         ceiling = pynetdicom_ceiling(files)
         whole_receive, whole = run_node(root, files, batch_instances=0)
         receive, end_to_end = run_node(root, files, batch_instances=64)
+        deidentify, forward = stage_rates(root, files)
 
         rows = [
             ("floor      storescu -> storescp", floor),
             ("ceiling    storescu -> pynetdicom SCP, no storing", ceiling),
+            ("stage      anonymize_study alone (2 workers)", deidentify),
+            ("stage      C-STORE forwarding alone", forward),
             ("whole study when quiet (batch_instances = 0)", None),
             ("  receive    storescu -> node spool", whole_receive),
             ("  end-to-end storescu -> node -> storescp", whole),
@@ -161,6 +198,7 @@ def main() -> None:
         print(f"{'ratio floor / end-to-end (batches)':<50}: {floor / end_to_end:8.2f}x")
         print(f"{'ratio floor / end-to-end (whole study)':<50}: {floor / whole:8.2f}x")
         print(f"{'ratio floor / pynetdicom ceiling':<50}: {floor / ceiling:8.2f}x")
+
 
 if __name__ == "__main__":
     main()
