@@ -11,7 +11,8 @@ from pathlib import Path
 from tests.conftest import pydicom_file
 
 # What header work never needs: the model (torch, FrEIA), imaging toolkits, plotting,
-# networking and distribution, and the rich console (non-tty runs print plain text).
+# networking and distribution, the rich console (non-tty runs print plain text), and
+# pydantic (nothing here validates with it).
 HEAVY = (
     "torch",
     "FrEIA",
@@ -24,6 +25,7 @@ HEAVY = (
     "scipy",
     "rich",
     "nibabel",
+    "pydantic",  # typer >= 0.29 imports it at start; pyproject keeps typer below
 )
 
 _PROBE = """
