@@ -295,6 +295,35 @@ def test_workers_give_the_same_result(tmp_path: Path, sample_study, test_key: by
         assert a == b, path.name
 
 
+def test_a_stopped_run_with_workers_leaves_only_audited_files(
+    tmp_path: Path, test_key: bytes
+) -> None:
+    # Workers take several files per task; a run stopped after five outcomes must
+    # remove the temporary files of every outcome it did not take, including the rest
+    # of a task it had started on, and audit exactly what is in place.
+    study = tmp_path / "in"
+    study.mkdir()
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    for index in range(120):
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.78.{index + 1}"
+        ds.save_as(study / f"{index:04d}.dcm", enforce_file_format=True)
+    taken = []
+
+    def stop() -> bool:
+        taken.append(1)
+        return len(taken) >= 5
+
+    out = tmp_path / "out"
+    options = AnonymizeOptions(pixels="keep", workers=2)
+    summary = anonymize_study(study, out, key=test_key, options=options, stop=stop)
+    assert summary.interrupted and summary.written == 5
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    in_place = sorted(str(p.relative_to(out)) for p in outputs(out))
+    assert in_place == sorted(str(r["output"]) for r in read_audit_log(summary.audit_log))
+    again = anonymize_study(study, out, key=test_key, options=options)
+    assert (again.written, again.skipped_done) == (115, 5)
+
+
 @pytest.mark.parametrize("where", ["out inside in", "quarantine inside out", "same"])
 def test_bad_locations_are_config_errors(
     tmp_path: Path, sample_study, test_key: bytes, where: str
