@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError, DeidError, InputError
 from cadp_med.io import audit as audit_status
-from cadp_med.io._atomic import DURABILITY_MODES, remove_part, remove_stale_parts
+from cadp_med.io._atomic import DURABILITY_MODES, WriteGroup, remove_part, remove_stale_parts
 from cadp_med.io._commit import GroupCommit
 from cadp_med.io.audit import AuditLog
 from cadp_med.io.discover import scan
@@ -725,7 +725,7 @@ def _run(
     groups: dict[str, set[Any]] = {"patients": set(), "studies": set(), "series": set()}
     with AuditLog(summary.audit_log, deferred=True) as audit:
         # Audit lines wait for their files to be durable (cadp_med.io._commit).
-        commit = GroupCommit(out_root, audit, options.durability)
+        commit = GroupCommit(out_root, audit, options.durability, quarantine_root=quarantine_root)
         try:
             for skipped in skipped_files:
                 summary.non_dicom += 1
@@ -809,7 +809,7 @@ def _finish(
             outcome.status, outcome.reason = audit_status.QUARANTINED, "write-failed"
     if outcome.status in (audit_status.QUARANTINED, audit_status.BURNED_IN_QUARANTINED):
         _quarantine_input(outcome.path, outcome.status, outcome.reason, quarantine, audit,
-                          summary, reasons)  # fmt: skip
+                          summary, reasons, commit.quarantine_group)  # fmt: skip
         return
     pseudonyms = outcome.pseudonyms
     groups["patients"].add(pseudonyms.patient_id)
@@ -839,11 +839,16 @@ def _quarantine_input(
     audit: AuditLog,
     summary: RunSummary,
     reasons: Counter[str],
+    group: WriteGroup | None = None,
 ) -> None:
-    """Copy one input to the quarantine, audit it and count its reason."""
+    """Copy one input to the quarantine, audit it and count its reason.
+
+    With ``group`` the copy becomes durable at the group's commit, before the audit
+    line (which the deferred audit log holds until then); without, at once.
+    """
     summary.quarantined += 1
     reasons[reason or "unknown"] += 1
-    quarantine.put(path, reason or "unknown")
+    quarantine.put(path, reason or "unknown", group=group)
     audit.record(path, status, reason=reason)
 
 

@@ -9,6 +9,9 @@ then the group's audit lines are appended and fsynced (:class:`WriteGroup`,
 bytes or ``max_seconds`` seconds, whichever comes first, and at the end of the run.
 A crash loses at most the audit lines of the last group: their files are either
 absent (redone on the rerun) or complete (audited ``skipped-done`` on the rerun).
+Quarantined inputs are copied the same way, in a second group under the quarantine
+folder that commits with the first: a quarantine audit line, too, is written only
+once its copy is on disk.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class GroupCommit:
         Opened with ``deferred=True``.
     mode : {"group", "syncfs", "file", "none"}
         See :data:`cadp_med.io._atomic.DURABILITY_MODES`.
+    quarantine_root : Path, optional
+        The quarantine folder, for :attr:`quarantine_group`.
     max_files, max_bytes, max_seconds
         When a group closes.
     """
@@ -43,11 +48,14 @@ class GroupCommit:
         audit: AuditLog,
         mode: Durability = "group",
         *,
+        quarantine_root: Path | None = None,
         max_files: int = 64,
         max_bytes: int = 64 << 20,
         max_seconds: float = 1.0,
     ) -> None:
         self.group = WriteGroup(root, mode)
+        #: Copies of quarantined inputs (``Quarantine.put(..., group=)``).
+        self.quarantine_group = WriteGroup(quarantine_root or root, mode)
         self.audit = audit
         self.max_files, self.max_bytes, self.max_seconds = max_files, max_bytes, max_seconds
         self._opened = time.monotonic()
@@ -55,10 +63,10 @@ class GroupCommit:
 
     def maybe_commit(self) -> None:
         """Commit when the group is full or old enough; call after each audit record."""
-        held = max(len(self.group), self.audit.pending)
+        held = max(len(self.group) + len(self.quarantine_group), self.audit.pending)
         if held and (
             held >= self.max_files
-            or self.group.bytes >= self.max_bytes
+            or self.group.bytes + self.quarantine_group.bytes >= self.max_bytes
             or time.monotonic() - self._opened >= self.max_seconds
         ):
             self.commit()
@@ -67,7 +75,10 @@ class GroupCommit:
         """Files durable and in place, folders fsynced, then the audit lines."""
         try:
             self.group.commit()
+            self.quarantine_group.commit()
         except BaseException:
+            self.group.abort()
+            self.quarantine_group.abort()
             # Those files' targets were never created: their lines must not be written.
             self.audit.discard_pending()
             raise

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cadp_med._types import PathLike
 from cadp_med.errors import ConfigError
-from cadp_med.io._atomic import atomic_write
+from cadp_med.io._atomic import WriteGroup, atomic_write
 from cadp_med.io._hashing import path_hash
 
 __all__ = [
@@ -73,7 +73,7 @@ class Quarantine:
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root).absolute()
 
-    def put(self, path: PathLike, reason: str) -> Path:
+    def put(self, path: PathLike, reason: str, *, group: WriteGroup | None = None) -> Path:
         """Copy ``path`` into the quarantine with a ``.reason.json`` beside it.
 
         Parameters
@@ -82,6 +82,10 @@ class Quarantine:
             The input file; it is read, never moved or changed.
         reason : str
             The reason category (and tag path); never an element value.
+        group : WriteGroup, optional
+            Make both files durable at the group's commit instead of with an fsync each;
+            the caller audits the input only after that commit (a run's
+            :class:`~cadp_med.io._commit.GroupCommit` does).
 
         Returns
         -------
@@ -98,7 +102,7 @@ class Quarantine:
                 shutil.copyfileobj(original, stream)
 
         # 0600: these are identifiable originals.
-        atomic_write(target, copy, mode=0o600)
+        atomic_write(target, copy, mode=0o600, group=group)
         note = {
             "reason": reason,
             "input_path_hash": digest,
@@ -108,6 +112,9 @@ class Quarantine:
             note["message"] = _HINTS[reason]
         payload = (json.dumps(note, sort_keys=True) + "\n").encode()
         atomic_write(
-            self.root / f"{digest[:16]}.reason.json", lambda s: s.write(payload), mode=0o600
+            self.root / f"{digest[:16]}.reason.json",
+            lambda s: s.write(payload),
+            mode=0o600,
+            group=group,
         )
         return target

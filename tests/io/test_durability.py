@@ -109,6 +109,49 @@ def test_every_audited_file_was_fsynced_with_its_folders_before_its_line(
     assert seen == len(records) == 130
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_every_quarantine_line_follows_its_durable_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Quarantine copies join the run's group commit: each copy (and its reason file)
+    # must be fsynced and renamed into place, and the quarantine folder synced, before
+    # the audit line that names the quarantined input is written.
+    study = _study(tmp_path / "in", 90)
+    for path in sorted(study.iterdir())[::6]:  # 15 inputs without Pixel Data
+        ds = pydicom.dcmread(path)
+        del ds.PixelData
+        ds.save_as(path, enforce_file_format=True)
+    quarantine = tmp_path / "quarantine"
+    trace = _Trace(monkeypatch)
+    options = AnonymizeOptions(pixels="keep", quarantine=quarantine)
+    summary = anonymize_study(study, tmp_path / "out", key=KEY, options=options)
+    assert summary.quarantined == 15
+    events = trace.events
+    records = read_audit_log(summary.audit_log)
+    audits = [i for i, (kind, _) in enumerate(events) if kind == "audit"]
+    seen = 0
+    for position in audits:
+        committed = int(events[position][1])
+        before = events[:position]
+        fsynced = {what for kind, what in before if kind == "fsync"}
+        renames = {
+            target: source
+            for kind, what in before
+            if kind == "rename"
+            for source, target in [what.split("\0")]
+        }
+        for record in records[seen:committed]:
+            if record["status"] != "quarantined":
+                continue
+            stem = quarantine / str(record["input_path_hash"])[:16]
+            for target in (f"{stem}.dcm", f"{stem}.reason.json"):
+                assert target in renames, "a quarantine line came before its copy"
+                assert renames[target] in fsynced, "a copy was renamed before its fsync"
+            assert str(quarantine) in fsynced, "the quarantine folder was not synced"
+        seen = committed
+    assert seen == len(records) == 90
+
+
 def test_a_failed_commit_leaves_no_file_and_no_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
