@@ -62,6 +62,19 @@ class _Trace:
         with self._lock:
             self.events.append((kind, what))
 
+    def before(self, position: int) -> tuple[set[str], dict[str, str]]:
+        """What happened before event ``position``: the paths fsynced, and each
+        rename's source by its target."""
+        events = self.events[:position]
+        fsynced = {what for kind, what in events if kind == "fsync"}
+        renames = {
+            target: source
+            for kind, what in events
+            if kind == "rename"
+            for source, target in [what.split("\0")]
+        }
+        return fsynced, renames
+
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
 @pytest.mark.parametrize("mode", ["group", "file"])
@@ -81,14 +94,7 @@ def test_every_audited_file_was_fsynced_with_its_folders_before_its_line(
     seen = 0
     for position in audits:
         committed = int(events[position][1])
-        before = events[:position]
-        fsynced = {what for kind, what in before if kind == "fsync"}
-        renames = {
-            target: source
-            for kind, what in before
-            if kind == "rename"
-            for source, target in [what.split("\0")]
-        }
+        fsynced, renames = trace.before(position)
         for record in records[seen:committed]:
             target = str(out / record["output"])
             assert target in renames, "a file was audited before it was in place"
@@ -132,14 +138,7 @@ def test_every_quarantine_line_follows_its_durable_copy(
     seen = 0
     for position in audits:
         committed = int(events[position][1])
-        before = events[:position]
-        fsynced = {what for kind, what in before if kind == "fsync"}
-        renames = {
-            target: source
-            for kind, what in before
-            if kind == "rename"
-            for source, target in [what.split("\0")]
-        }
+        fsynced, renames = trace.before(position)
         for record in records[seen:committed]:
             if record["status"] != "quarantined":
                 continue
