@@ -12,7 +12,8 @@ output folder:
   ``save_as`` (no de-identification at all).
 
 Runs are interleaved (A B C D, A B C D, ...) so that a burst of load on a shared machine
-hits every tool alike; the median wall time of ``--repeats`` runs is reported, with each
+hits every tool alike, each after a ``sync`` so that none pays for writing back the
+previous one's output; the median wall time of ``--repeats`` runs is reported, with each
 tool's CPU time and peak memory (sampled from ``/proc`` over its process tree; see
 :func:`run`), files/s and the ratios against dicognito and the floor.
 
@@ -217,6 +218,10 @@ def run(
     corpus), so every tool would show at least that.
     """
     out.mkdir(parents=True)  # deid does not create its output folder
+    # The tools that never flush leave hundreds of MiB of dirty pages behind; without
+    # this the next tool's run pays for writing them back (a tool that fsyncs, at its
+    # first flush).
+    os.sync()
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
