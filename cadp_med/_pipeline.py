@@ -697,8 +697,10 @@ def _run(
 ) -> RunSummary:
     """The body of :func:`anonymize_study`, under the output lock."""
     uid_map, patient_id_map = maps
-    # Only dead processes' parts: concurrent studies may be writing into this folder.
+    # Only dead processes' parts: concurrent studies may be writing into these folders.
+    # Quarantine copies are parts until their group commits, like the outputs.
     remove_stale_parts(out_root)
+    remove_stale_parts(quarantine_root)
     summary = RunSummary(
         files_seen=len(discovery.files) + len(discovery.skipped),
         output=out_root,

@@ -67,3 +67,24 @@ def test_concurrent_study_part_survives_anonymize_study(tmp_path: Path) -> None:
     finally:
         sibling.kill()
         sibling.wait()
+
+
+def test_a_crashed_runs_quarantine_parts_are_swept_at_the_next_start(tmp_path: Path) -> None:
+    """Quarantine copies are parts until their group commits: a killed run leaves some,
+    and they hold identifiable originals, so the next run on that quarantine removes
+    them like the output's own."""
+    import pydicom.data
+
+    from cadp_med import AnonymizeOptions, anonymize_study
+
+    source = Path(pydicom.data.get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
+    study = tmp_path / "in"
+    study.mkdir()
+    (study / "a.dcm").write_bytes(source.read_bytes())
+    quarantine = tmp_path / "quarantine"
+    quarantine.mkdir()
+    left = quarantine / f".tmp-{_host_tag()}-{_dead_pid()}-abc.part"
+    left.write_bytes(b"identifiable original")
+    options = AnonymizeOptions(pixels="keep", quarantine=quarantine)
+    anonymize_study(study, tmp_path / "out", key=b"k" * 32, options=options)
+    assert not left.exists()
