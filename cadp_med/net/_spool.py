@@ -104,25 +104,14 @@ class Spool:
         is being stored meanwhile.
         """
         batch = self.root / study / BATCH
-        arrived = sorted(self.instances_dir(study).glob("*.dcm"))
-        if arrived:
-            ensure_dir(batch)
-            for path in arrived:
-                os.replace(path, batch / path.name)
-            fsync_dir(batch)
-            fsync_dir(self.instances_dir(study))
+        _move_instances(self.instances_dir(study), batch)
         if not batch.is_dir() or not any(batch.glob("*.dcm")):
             return None
         return batch
 
     def finish_batch(self, study: str) -> None:
         """Move a delivered batch's originals to ``handled/``."""
-        batch, handled = self.root / study / BATCH, self.root / study / HANDLED
-        ensure_dir(handled)
-        for path in batch.glob("*.dcm"):
-            os.replace(path, handled / path.name)
-        fsync_dir(handled)
-        fsync_dir(batch)
+        _move_instances(self.root / study / BATCH, self.root / study / HANDLED)
 
     def keep_originals(self, study: str) -> None:
         """Mark the study's originals to be kept (something was quarantined or
@@ -180,6 +169,19 @@ class Spool:
             except FileNotFoundError:
                 pass  # the worker removed its study between the listing and the stat
         return total
+
+
+def _move_instances(source: Path, target: Path) -> None:
+    """Move every instance file of ``source`` into ``target`` and make both folders'
+    entries durable; nothing to move, nothing done."""
+    moving = sorted(source.glob("*.dcm"))
+    if not moving:
+        return
+    ensure_dir(target)
+    for path in moving:
+        os.replace(path, target / path.name)
+    fsync_dir(target)
+    fsync_dir(source)
 
 
 class Ledger:

@@ -380,7 +380,7 @@ class Node:
 
 def _output_files(root: Path) -> list[Path]:
     """The study's output files, sorted; the folder grows batch by batch, so this walks
-    it with os.scandir (pathlib's rglob took longer than sending the batch)."""
+    it with os.walk (pathlib's rglob took longer than sending the batch)."""
     found = []
     for folder, _, names in os.walk(root):
         found += [os.path.join(folder, n) for n in names if n.endswith(".dcm") and n[0] != "."]
