@@ -77,7 +77,7 @@ class GroupCommit:
             self.group.commit()
             self.quarantine_group.commit()
         except BaseException:
-            self.group.abort()
+            # A failed commit removes its own parts; the copies behind it must go too.
             self.quarantine_group.abort()
             # Those files' targets were never created: their lines must not be written.
             self.audit.discard_pending()
