@@ -7,13 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cadp_med import AnonymizeOptions, anonymize_study
 from cadp_med.io._atomic import _host_tag, atomic_write, part_prefix, remove_stale_parts
+from tests.conftest import pydicom_file
 
 
 def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid  # reaped: no process has this id now (reuse is very unlikely)
+
+
+def _one_file_study(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    return folder
 
 
 def test_part_names_carry_host_and_pid(tmp_path: Path) -> None:
@@ -45,14 +53,7 @@ def test_live_process_part_survives_dead_process_part_is_removed(tmp_path: Path)
 
 def test_concurrent_study_part_survives_anonymize_study(tmp_path: Path) -> None:
     """A study starting in the same OUT must not delete a sibling's part in flight."""
-    import pydicom.data
-
-    from cadp_med import AnonymizeOptions, anonymize_study
-
-    source = Path(pydicom.data.get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    study = tmp_path / "in"
-    study.mkdir()
-    (study / "a.dcm").write_bytes(source.read_bytes())
+    study = _one_file_study(tmp_path / "in")
     out = tmp_path / "out"
     out.mkdir()
     sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -73,14 +74,7 @@ def test_a_crashed_runs_quarantine_parts_are_swept_at_the_next_start(tmp_path: P
     """Quarantine copies are parts until their group commits: a killed run leaves some,
     and they hold identifiable originals, so the next run on that quarantine removes
     them like the output's own."""
-    import pydicom.data
-
-    from cadp_med import AnonymizeOptions, anonymize_study
-
-    source = Path(pydicom.data.get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    study = tmp_path / "in"
-    study.mkdir()
-    (study / "a.dcm").write_bytes(source.read_bytes())
+    study = _one_file_study(tmp_path / "in")
     quarantine = tmp_path / "quarantine"
     quarantine.mkdir()
     left = quarantine / f".tmp-{_host_tag()}-{_dead_pid()}-abc.part"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -62,18 +63,28 @@ class _Trace:
         with self._lock:
             self.events.append((kind, what))
 
-    def before(self, position: int) -> tuple[set[str], dict[str, str]]:
-        """What happened before event ``position``: the paths fsynced, and each
-        rename's source by its target."""
-        events = self.events[:position]
-        fsynced = {what for kind, what in events if kind == "fsync"}
-        renames = {
-            target: source
-            for kind, what in events
-            if kind == "rename"
-            for source, target in [what.split("\0")]
-        }
-        return fsynced, renames
+    def audited(
+        self, records: list[dict[str, object]]
+    ) -> Iterator[tuple[dict[str, object], set[str], dict[str, str]]]:
+        """Each audit record with what had happened before its commit: the paths
+        fsynced, and each rename's source by its target. Every record must belong to
+        a traced commit."""
+        seen = 0
+        for position, (kind, what) in enumerate(self.events):
+            if kind != "audit":
+                continue
+            before = self.events[:position]
+            fsynced = {path for done, path in before if done == "fsync"}
+            renames = {
+                target: source
+                for done, path in before
+                if done == "rename"
+                for source, target in [path.split("\0")]
+            }
+            for record in records[seen : int(what)]:
+                yield record, fsynced, renames
+            seen = int(what)
+        assert seen == len(records), "records were audited outside the traced commits"
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
@@ -91,28 +102,23 @@ def test_every_audited_file_was_fsynced_with_its_folders_before_its_line(
     audits = [i for i, (kind, _) in enumerate(events) if kind == "audit"]
     assert len(audits) >= 3  # grouped: several commits, not one per file or one at the end
     records = read_audit_log(summary.audit_log)
-    seen = 0
-    for position in audits:
-        committed = int(events[position][1])
-        fsynced, renames = trace.before(position)
-        for record in records[seen:committed]:
-            target = str(out / record["output"])
-            assert target in renames, "a file was audited before it was in place"
-            # Its bytes: the temporary file fsynced before the rename (group mode
-            # fsyncs the part; /proc names the part until the rename).
-            rename_at = events.index(("rename", f"{renames[target]}\0{target}"))
-            assert any(
-                kind == "fsync" and what == renames[target] for kind, what in events[:rename_at]
-            ), "a file was renamed into place before its bytes were on disk"
-            # Its name: every folder from the series up to the output root.
-            folder = Path(target).parent
-            while True:
-                assert str(folder) in fsynced, "an audited file's folder entry was not synced"
-                if folder == out:
-                    break
-                folder = folder.parent
-        seen = committed
-    assert seen == len(records) == 130
+    assert len(records) == 130
+    for record, fsynced, renames in trace.audited(records):
+        target = str(out / str(record["output"]))
+        assert target in renames, "a file was audited before it was in place"
+        # Its bytes: the temporary file fsynced before the rename (group mode
+        # fsyncs the part; /proc names the part until the rename).
+        rename_at = events.index(("rename", f"{renames[target]}\0{target}"))
+        assert any(
+            kind == "fsync" and what == renames[target] for kind, what in events[:rename_at]
+        ), "a file was renamed into place before its bytes were on disk"
+        # Its name: every folder from the series up to the output root.
+        folder = Path(target).parent
+        while True:
+            assert str(folder) in fsynced, "an audited file's folder entry was not synced"
+            if folder == out:
+                break
+            folder = folder.parent
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
@@ -132,23 +138,16 @@ def test_every_quarantine_line_follows_its_durable_copy(
     options = AnonymizeOptions(pixels="keep", quarantine=quarantine)
     summary = anonymize_study(study, tmp_path / "out", key=KEY, options=options)
     assert summary.quarantined == 15
-    events = trace.events
     records = read_audit_log(summary.audit_log)
-    audits = [i for i, (kind, _) in enumerate(events) if kind == "audit"]
-    seen = 0
-    for position in audits:
-        committed = int(events[position][1])
-        fsynced, renames = trace.before(position)
-        for record in records[seen:committed]:
-            if record["status"] != "quarantined":
-                continue
-            stem = quarantine / str(record["input_path_hash"])[:16]
-            for target in (f"{stem}.dcm", f"{stem}.reason.json"):
-                assert target in renames, "a quarantine line came before its copy"
-                assert renames[target] in fsynced, "a copy was renamed before its fsync"
-            assert str(quarantine) in fsynced, "the quarantine folder was not synced"
-        seen = committed
-    assert seen == len(records) == 90
+    assert len(records) == 90
+    for record, fsynced, renames in trace.audited(records):
+        if record["status"] != "quarantined":
+            continue
+        stem = quarantine / str(record["input_path_hash"])[:16]
+        for target in (f"{stem}.dcm", f"{stem}.reason.json"):
+            assert target in renames, "a quarantine line came before its copy"
+            assert renames[target] in fsynced, "a copy was renamed before its fsync"
+        assert str(quarantine) in fsynced, "the quarantine folder was not synced"
 
 
 def test_a_failed_commit_leaves_no_file_and_no_record(
