@@ -371,11 +371,6 @@ _HELD_LOCK_FD: int | None = None
 # a deep window costs little and keeps the workers busy while the run's process
 # waits on a group commit's fsyncs.
 _WINDOW_PER_WORKER = 32
-# Files per task sent to a worker, at most. One file per task spent about as much CPU
-# in the pool's queues, pickling and wake-ups of the run's process as in its own
-# per-file work; tasks of up to 8 made a header-only run 12 % faster (bench_header).
-# Near the end tasks shrink to one file, so that no worker is left with a long tail.
-_MAX_FILES_PER_TASK = 8
 # The process that starts the worker pool (set before it forks).
 _PARENT_PID = os.getpid()
 
@@ -457,50 +452,30 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
         max_workers=workers, initializer=_init_worker, initargs=(config,)
     ) as pool:
         # A bounded window keeps at most a few outcomes waiting at once.
-        pending: deque[Future[list[_Outcome]]] = deque()
-        ready: deque[_Outcome] = deque()  # a finished task's outcomes not yet taken
-        window = _WINDOW_PER_WORKER * workers
-        in_flight = start = 0
+        pending: deque[Future[_Outcome]] = deque()
         try:
-            while start < len(paths) or pending:
-                while start < len(paths) and in_flight < window:
-                    size = _task_size(len(paths) - start, workers)
-                    task = paths[start : start + size]
-                    pending.append(pool.submit(_run_task_in_worker, task))
-                    start += size
-                    in_flight += size
-                outcomes = pending.popleft().result()
-                in_flight -= len(outcomes)
-                ready.extend(outcomes)
-                while ready:
-                    yield ready.popleft()
+            for path in paths:
+                pending.append(pool.submit(_run_in_worker, path))
+                if len(pending) >= _WINDOW_PER_WORKER * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
         finally:
             # A stopped run (SIGTERM, a fatal write error): the outcomes nobody takes
             # are not audited, so their temporary files must not outlive the run.
-            _discard(ready, pending)
+            _discard(pending)
 
 
-def _task_size(remaining: int, workers: int) -> int:
-    """Files in the next task: a quarter of each worker's share of what is left, 1 to 8."""
-    return max(1, min(_MAX_FILES_PER_TASK, remaining // (4 * workers)))
-
-
-def _run_task_in_worker(paths: list[Path]) -> list[_Outcome]:
-    return [_run_in_worker(path) for path in paths]
-
-
-def _discard(ready: deque[_Outcome], pending: deque[Future[list[_Outcome]]]) -> None:
-    outcomes = list(ready)
+def _discard(pending: deque[Future[_Outcome]]) -> None:
     for future in pending:
         if future.cancel():
             continue
         try:
-            outcomes += future.result()
+            part = future.result().part
         except Exception:  # noqa: BLE001 - the run is ending; nothing to record
             continue
-    for outcome in outcomes:
-        if outcome.part is not None:
-            remove_part(outcome.part[1])
+        if part is not None:
+            remove_part(part[1])
 
 
 def _batched_outcomes(job: _FileJob, paths: list[Path], batch_size: int) -> Iterator[_Outcome]:
