@@ -35,8 +35,9 @@ from cadp_med.evaluation import (
     write_report,
 )
 from cadp_med.evaluation._data import subsample
+from cadp_med.evaluation._models import record_temperature
 from cadp_med.evaluation._report import markdown_table
-from cadp_med.model import load_model
+from cadp_med.model import load_model, read_model_card
 from cadp_med.training import resolve_device
 
 
@@ -56,6 +57,12 @@ def _parse() -> argparse.Namespace:
         default="standard",
         choices=("standard", "conditional"),
         help="prior of the cINN trained here (conditional: learned N(mu(c), sigma(c)^2))",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="refill temperature (default: the card's, measured after training)",
     )
     parser.add_argument("--limit-train", type=int, default=None)
     parser.add_argument("--classifier-epochs", type=int, default=None)
@@ -86,17 +93,26 @@ def main() -> None:
         data.x_test, data.y_test = data.x_test[:2_000], data.y_test[:2_000]
         data.meta_test = data.meta_test[:2_000]
     model_path = args.model or out / "fashion-cinn.safetensors"
+    cinn_data = _subset(data, subsample(len(data.x_train), cinn_images, args.seed))
     if not model_path.exists():
-        keep = subsample(len(data.x_train), cinn_images, args.seed)
-        sub = _subset(data, keep)
-        print(f"training cINN on {len(keep)} images for {train_epochs} epochs on {device}")
+        n = len(cinn_data.x_train)
+        print(f"training cINN on {n} images for {train_epochs} epochs on {device}")
         train_eval_model(
-            sub, model_path, epochs=train_epochs, seed=args.seed, device=device,
+            cinn_data, model_path, epochs=train_epochs, seed=args.seed, device=device,
             batch_size=64 if quick else 256, lr=1e-3, progress=True, prior=args.prior,
         )  # fmt: skip
     timings["cinn_training_s"] = time.perf_counter() - start
+    if "temperature" not in read_model_card(model_path)["privacy_defaults"]:
+        # A model written before training measured its temperature.
+        record_temperature(model_path, cinn_data, seed=args.seed, device=device)
     model, card = load_model(model_path, device=device)
     print(f"cINN held-out bits/dim {card['heldout_bits_per_dim']:.3f}")
+    measured = card["privacy_defaults"]["temperature"]
+    print(
+        f"default temperature {measured['value']:g} (Frechet distance by temperature: "
+        + ", ".join(f"{t} {v:.3f}" for t, v in measured["scores"].items())
+        + ")"
+    )
 
     settings = EvalSettings(
         epsilons=epsilons,
@@ -109,6 +125,7 @@ def main() -> None:
         device=device,
         classifier=TrainSpec(epochs=clf_epochs, batch_size=256, lr=1e-3, device=device),
         dpsgd=not args.no_dpsgd,
+        temperature=args.temperature,
     )
     total, t_eval = steps(settings), time.perf_counter()
     done = [0]
@@ -125,6 +142,7 @@ def main() -> None:
         "quick": quick,
         "cinn_epochs": train_epochs,
         "cinn_images": cinn_images or len(data.x_train),
+        "temperature": card["privacy_defaults"]["temperature"],
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "timings": timings,
         "goals": _goals(report),

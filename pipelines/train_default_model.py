@@ -177,71 +177,6 @@ def train(
 
 
 # -- temperature by measurement ------------------------------------------------------------
-def _features_fn(train_x: np.ndarray, seed: int) -> tuple[Any, str]:
-    """Pixel-PCA features: slices resampled to 32x32, projected on the top components of
-    the training slices (fitted by SVD on at most 2,000 of them)."""
-    import torch
-
-    def shrink(x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.asarray(x, dtype=np.float32))
-        if t.shape[-1] != _PCA_SIDE:
-            t = torch.nn.functional.interpolate(
-                t,
-                size=(_PCA_SIDE, _PCA_SIDE),
-                mode="area" if t.shape[-1] > _PCA_SIDE else "bilinear",
-            )
-        return t.reshape(t.shape[0], -1).double().numpy()
-
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(train_x))[:2000]
-    flat = shrink(train_x[pick])
-    mean = flat.mean(axis=0)
-    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    basis = vt[: min(_PCA_COMPONENTS, vt.shape[0])].T
-
-    def features(x: np.ndarray) -> np.ndarray:
-        return (shrink(x) - mean) @ basis
-
-    how = (
-        f"pixel PCA: slices resampled to {_PCA_SIDE}x{_PCA_SIDE}, top {basis.shape[1]} "
-        f"principal components of {len(pick)} training slices"
-    )
-    return features, how
-
-
-def privatize_slices(
-    model: Any, x: np.ndarray, c: np.ndarray, config: Any, *, seed: int, device: str
-) -> np.ndarray:
-    """The anonymize path on model-grid slices: encode, the real mechanism (with the
-    model's conditional prior when it has one), decode, clamp to [0, 1]."""
-    import torch
-
-    from cadp_med.privacy import LatentPrivatizer
-
-    privatizer = LatentPrivatizer(config, generator=torch.Generator().manual_seed(seed))
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), 64):
-            xb = torch.from_numpy(np.asarray(x[start : start + 64], dtype=np.float32)).to(device)
-            cb = torch.from_numpy(np.asarray(c[start : start + 64], dtype=np.float32)).to(device)
-            z, _ = model.encode(xb, cb)
-            keys = range(start, start + len(xb))
-            if getattr(model, "has_conditional_prior", False):
-                # As the pixel stage does: clip and noise act on (z - mu(c)) / sigma(c).
-                mean, log_std = model.prior_params(cb)
-                z_private = privatizer(
-                    z.double(),
-                    noise_keys=keys,
-                    prior_mean=mean.double(),
-                    prior_std=torch.exp(log_std.double()),
-                )
-            else:
-                z_private = privatizer(z.double(), noise_keys=keys)
-            decoded = model.decode(z_private.to(z.dtype), cb).clamp(0.0, 1.0)
-            out.append(decoded.cpu().numpy())
-    return np.concatenate(out)
-
-
 def choose_temperature(
     model_path: Path,
     slice_set: Any,
@@ -252,12 +187,11 @@ def choose_temperature(
     seed: int = _TEMPERATURE_SEED,
     limit: int = 1000,
 ) -> dict[str, Any]:
-    """Score each temperature by the realism of privatized held-out slices; pick the best.
-
-    Returns the card's ``privacy_defaults.temperature`` entry: ``value``, ``how_chosen``,
-    the score of every temperature and the real-vs-real floor of the score.
-    """
-    from cadp_med.evaluation._realism import frechet_distance
+    """The card's ``privacy_defaults.temperature`` entry, measured on up to ``limit``
+    held-out slices with the ``anonymize`` defaults (Laplace, the card's clip and released
+    block, posterior sample); see :mod:`cadp_med.evaluation._temperature`."""
+    from cadp_med.evaluation._temperature import choose_temperature as measure
+    from cadp_med.evaluation._temperature import pixel_pca_features
     from cadp_med.model import ConditionSchema, load_model
     from cadp_med.privacy import MechanismConfig
 
@@ -268,14 +202,12 @@ def choose_temperature(
     train = np.asarray([i for i, s in enumerate(split) if s != "heldout"], dtype=int)
     if len(held) < 8:
         raise SystemExit("choosing the temperature needs at least 8 held-out slices")
-    rng = np.random.default_rng(seed)
-    held = np.sort(rng.permutation(held)[:limit])
-    x_held = np.asarray(slice_set.x[held], dtype=np.float32)
-    c_held = schema.encode_batch([slice_set.metadata[i] for i in held])
-    features, feature_how = _features_fn(np.asarray(slice_set.x[train]), seed)
-    real = features(x_held)
+    held = np.sort(np.random.default_rng(seed).permutation(held)[:limit])
+    features, how = pixel_pca_features(
+        np.asarray(slice_set.x[train]), seed=seed, side=_PCA_SIDE, components=_PCA_COMPONENTS
+    )
     rel = card["latent"]["default_release"]
-    base = dict(
+    config = MechanismConfig(
         kind="laplace",
         epsilon=float(epsilon),
         delta=None,
@@ -283,32 +215,20 @@ def choose_temperature(
         release=(int(rel["start"]), int(rel["stop"])),
         postprocess="posterior-sample",
     )
-    scores: dict[str, float] = {}
-    for t in temperatures:
-        config = MechanismConfig(**base, temperature=float(t))
-        private = privatize_slices(model, x_held, c_held, config, seed=seed, device=device)
-        scores[f"{t:g}"] = frechet_distance(real, features(private))
-        print(f"  temperature {t:g}: Frechet distance {scores[f'{t:g}']:.4f}", flush=True)
-    best = min(scores, key=lambda k: (scores[k], -float(k)))
-    half = len(held) // 2
-    order = rng.permutation(len(held))
-    floor = frechet_distance(real[order[:half]], real[order[half:]])
-    return {
-        "value": float(best),
-        "how_chosen": (
-            f"smallest Frechet distance between real held-out slices (n={len(held)}) and the "
-            f"same slices privatized at eps {epsilon:g} (laplace, card clip_l1, default "
-            f"release, posterior-sample, seed {seed}; all of eps on the latent, the slices "
-            f"being windowed already), on {feature_how}; chosen before any "
-            f"user image is seen and applied only outside the released block, so the "
-            f"guarantee is unchanged"
-        ),
-        "scores": scores,
-        "floor_real_vs_real": floor,
-        "floor_note": f"two halves of the real held-out slices ({half} vs {len(held) - half})",
-        "epsilon": float(epsilon),
-        "mechanism": "laplace",
-    }
+    entry = measure(
+        model,
+        np.asarray(slice_set.x[held], dtype=np.float32),
+        schema.encode_batch([slice_set.metadata[i] for i in held]),
+        config=config,
+        features=features,
+        features_how=how,
+        temperatures=temperatures,
+        seed=seed,
+        device=device,
+    )
+    for t, score in entry["scores"].items():
+        print(f"  temperature {t}: Frechet distance {score:.4f}", flush=True)
+    return entry
 
 
 def finalize_card(model_path: Path, extra: dict[str, Any]) -> dict[str, Any]:

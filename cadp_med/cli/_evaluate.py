@@ -116,6 +116,14 @@ def evaluate(
         "default", "--release", help="default (model card's coarsest block) or all."
     ),
     postprocess: str = typer.Option("posterior-sample", "--postprocess"),
+    temperature: float | None = typer.Option(
+        None,
+        "--temperature",
+        min=0.0,
+        max=1.0,
+        help="Scale of the prior draws outside the released block (default: the model "
+        "card's measured temperature).",
+    ),
     delta: float | None = typer.Option(
         None, "--delta", help="Gaussian mechanism and DP-SGD delta (default 1/N)."
     ),
@@ -184,6 +192,7 @@ def evaluate(
             mechanism=mechanism,
             release=release,
             postprocess=postprocess,
+            temperature=temperature,
             delta=delta,
             candidates=candidates,
             queries=queries,

@@ -32,6 +32,7 @@ from cadp_med.evaluation._privatize import (
     mechanism_scale,
     privatize_latents_keyed,
 )
+from cadp_med.pixels._options import card_temperature
 from cadp_med.privacy import MechanismConfig
 
 Progress = Callable[[str], None]
@@ -52,6 +53,9 @@ class EvalSettings:
         ``"default"`` (the card's ``latent.default_release``) or ``"all"``.
     postprocess
         The mechanism's post-processing (default: posterior sample, as in the paper).
+    temperature
+        Scale of the prior draws outside the released block; ``None`` is the model card's
+        measured default (1, the prior itself, when the card has none).
     delta
         Delta of the Gaussian mechanism and of DP-SGD; ``None`` is ``1/N`` (N training
         images).
@@ -67,6 +71,7 @@ class EvalSettings:
     mechanism: str = "laplace"
     release: str = "default"
     postprocess: str = "posterior-sample"
+    temperature: float | None = None
     delta: float | None = None
     candidates: int = 20
     queries: int = 300
@@ -127,6 +132,9 @@ def run_evaluation(
     kind = settings.mechanism
     release, clip, release_name = _release(card, settings.release, kind)
     p_norm = 1 if kind == "laplace" else 2
+    temperature = (
+        card_temperature(card) if settings.temperature is None else float(settings.temperature)
+    )
 
     tr = subsample(len(data.x_train), settings.limit_train, seed)
     te = subsample(len(data.x_test), settings.limit_test, seed + 1)
@@ -164,6 +172,7 @@ def run_evaluation(
             clip=clip,
             release=release,
             postprocess=settings.postprocess,
+            temperature=temperature,
         )
         z_priv = privatize_latents_keyed(z_clean, config, seed=seed * 1_000 + index)
         x_priv = decode_all(model, z_priv, c_tr, device=device)
@@ -243,6 +252,7 @@ def run_evaluation(
             "clip_norm": "L1" if p_norm == 1 else "L2",
             "delta": delta if kind == "gaussian" else None,
             "postprocess": settings.postprocess,
+            "temperature": temperature,
             "noise_keys": "one per image (its index); privatizer seeded for this audit",
         },
         "utility_protocol": {

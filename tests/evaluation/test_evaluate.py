@@ -108,6 +108,31 @@ def test_report_files_and_schema(digits_run: tuple[Path, dict[str, Any], str]) -
     assert "| eps |" in output  # the table is printed too
 
 
+def test_temperature_is_measured_at_training_and_used(
+    tmp_path: Path, digits_run: tuple[Path, dict[str, Any], str]
+) -> None:
+    from cadp_med.evaluation._temperature import DEFAULT_TEMPERATURES
+    from cadp_med.model import read_model_card
+
+    out, report, _ = digits_run
+    entry = read_model_card(out.parent / "digits.safetensors")["privacy_defaults"]["temperature"]
+    assert set(entry["scores"]) == {f"{t:g}" for t in DEFAULT_TEMPERATURES}
+    assert entry["value"] == float(min(entry["scores"], key=entry["scores"].get))
+    assert entry["epsilon"] == 2.0 and "not trained on" in entry["how_chosen"]
+    assert report["mechanism"]["temperature"] == entry["value"]
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate", "--model", str(out.parent / "digits.safetensors"), "--data", "digits",
+            "--eps", "1", "--temperature", "0.3", "--no-dpsgd", "--classifier-epochs", "1",
+            "--queries", "20", "--device", "cpu", "--json", "-o", str(tmp_path / "t"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["mechanism"]["temperature"] == 0.3
+
+
 def test_release_all_and_bad_eps(
     tmp_path: Path, digits_run: tuple[Path, dict[str, Any], str]
 ) -> None:
