@@ -311,7 +311,7 @@ class _FileJob:
             domain_warnings = getattr(options.pixel_stage, "domain_warnings", None)
             if domain_warnings is not None:
                 warnings.extend(domain_warnings(original))
-        result = self.deidentifier(original)
+        result = self.deidentifier(original, pseudonyms)
         warnings.extend(result.warnings)
         source_syntax = original.file_meta.get("TransferSyntaxUID") if original.file_meta else None
         has_image = "PixelData" in original and is_image_storage(str(original.SOPClassUID))
@@ -754,6 +754,7 @@ def _finish(
     group = commit.group
     if outcome.fatal_errno is not None:
         raise OSError(outcome.fatal_errno, os.strerror(outcome.fatal_errno))
+    target: Path | None = None
     if outcome.status == audit_status.WRITTEN:
         try:
             target = output_path(out_root, outcome.pseudonyms)
@@ -792,7 +793,8 @@ def _finish(
     groups["patients"].add(pseudonyms.patient_id)
     groups["studies"].add(pseudonyms.study_uid)
     groups["series"].add(pseudonyms.series_uid)
-    relative = output_path(out_root, pseudonyms).relative_to(out_root).as_posix()
+    target = target or output_path(out_root, pseudonyms)
+    relative = target.relative_to(out_root).as_posix()
     if outcome.status == audit_status.SKIPPED_DONE:
         summary.skipped_done += 1
         audit.record(outcome.path, outcome.status, output=relative)

@@ -190,9 +190,13 @@ class Deidentifier:
         )
 
     # -- the walk -----------------------------------------------------------------------
-    def __call__(self, ds: Dataset) -> DeidResult:
-        """De-identify ``ds``; returns a new dataset without file meta."""
-        pseudo = self.pseudonyms(ds)
+    def __call__(self, ds: Dataset, pseudonyms: Pseudonyms | None = None) -> DeidResult:
+        """De-identify ``ds``; returns a new dataset without file meta.
+
+        ``pseudonyms``: what :meth:`pseudonyms` returned for ``ds``, when the caller has
+        it already (the keyed hashes are a measurable share of a small header).
+        """
+        pseudo = self.pseudonyms(ds) if pseudonyms is None else pseudonyms
         original_id = _text(ds, PATIENT_ID) or _text(ds, STUDY_INSTANCE_UID)
         state = _Walk(date_shift_days(self._key, original_id), Counter(), [])
         out = self._walk(ds, "", state, content=False, drop_text_objects=False, pseudo=pseudo)
