@@ -80,7 +80,8 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"task: {data['task']} ({len(data['classes'])} classes)",
             f"- mechanism: {mech['kind']}, release '{rel['name']}' "
             f"[{rel['start']}, {rel['stop']}), {mech['clip_norm']} clip {mech['clip']:.3g}, "
-            f"post-processing {mech['postprocess']}",
+            f"post-processing {mech['postprocess']}, refill temperature "
+            f"{mech.get('temperature', 1.0):g}",
             f"- utility: {report['utility_protocol']['po']}; DP-SGD: "
             f"{report['utility_protocol']['dpsgd']}",
             f"- linkage: {attack['queries']} privatized images, {attack['candidates']} "
