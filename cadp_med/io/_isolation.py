@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import warnings
@@ -239,6 +240,11 @@ def shared_decoder() -> IsolatedDecoder:
         if _SHARED is None:
             _SHARED = IsolatedDecoder()
             atexit.register(_SHARED.close)
+            # A pool worker of ``--workers N`` ends in multiprocessing's exit function,
+            # not atexit, and that joins its children after sending the daemonic ones
+            # SIGTERM, which the decoders ignore as the pool worker that started them
+            # does (an ignored signal stays ignored across exec). Stop them first.
+            multiprocessing.util.Finalize(None, _SHARED.close, exitpriority=100)
         return _SHARED
 
 
