@@ -28,42 +28,9 @@ HEAVY = (
     "pydantic",  # typer >= 0.29 imports it at start; pyproject keeps typer below
 )
 
+# Runs the console script's entry point and reports the modules it really loaded (a name
+# marked absent sits in sys.modules as None).
 _PROBE = """
-import json, sys
-from cadp_med.cli import app
-try:
-    app(sys.argv[1:])
-except SystemExit as exit:
-    code = exit.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
-"""
-
-
-def test_header_only_anonymize_imports_no_heavy_module(tmp_path: Path) -> None:
-    study = tmp_path / "in"
-    study.mkdir()
-    (study / "ct.dcm").write_bytes(pydicom_file("CT_small.dcm").read_bytes())
-    out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, "anonymize", str(study), "-o", str(out),
-         "--pixels", "keep", "--ephemeral-key", "--json"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )  # fmt: skip
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["code"] in (0, None), done.stderr[-2000:]
-    assert len(list(out.rglob("*.dcm"))) == 1  # the run did its work
-    loaded = {name.split(".")[0] for name in report["modules"]} & set(HEAVY)
-    assert not loaded, f"header-only anonymize imported {sorted(loaded)}"
-    # The DP model's stage and the NIfTI path are not header work either.
-    not_header_work = ("cadp_med.pixels", "cadp_med.nifti")
-    own = {name for name in report["modules"] if name.startswith(not_header_work)}
-    assert not own, f"header-only anonymize imported {sorted(own)}"
-
-
-_ENTRY_PROBE = """
 import json, sys
 from cadp_med._entry import main
 sys.argv = ["cadp-med", *sys.argv[1:]]
@@ -81,15 +48,16 @@ _COMPRESSED = ("JPEG2000.dcm", "emri_small_jpeg_2k_lossless.dcm", "SC_rgb_rle_2f
                "SC_rgb_dcmtk_+eb+cy+np.dcm")  # fmt: skip
 
 
-def _entry_run(tmp_path: Path, *args: str) -> tuple[dict, Path]:
+def _anonymize(tmp_path: Path, names: tuple[str, ...], *args: str) -> tuple[dict, Path]:
+    """Run ``cadp-med anonymize`` on copies of pydicom's ``names`` in a fresh process."""
     study = tmp_path / "in"
     study.mkdir()
-    for name in _COMPRESSED:
+    for name in names:
         (study / name).write_bytes(pydicom_file(name).read_bytes())
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-c", _ENTRY_PROBE, "anonymize", str(study), "-o", str(out),
-         "--ephemeral-key", "--allow-burned-in", "--json", *args],
+        [sys.executable, "-c", _PROBE, "anonymize", str(study), "-o", str(out),
+         "--ephemeral-key", "--json", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
@@ -100,12 +68,23 @@ def _entry_run(tmp_path: Path, *args: str) -> tuple[dict, Path]:
     return report, out
 
 
+def test_header_only_anonymize_imports_no_heavy_module(tmp_path: Path) -> None:
+    report, out = _anonymize(tmp_path, ("CT_small.dcm",), "--pixels", "keep")
+    assert len(list(out.rglob("*.dcm"))) == 1  # the run did its work
+    loaded = {name.split(".")[0] for name in report["modules"]} & set(HEAVY)
+    assert not loaded, f"header-only anonymize imported {sorted(loaded)}"
+    # The DP model's stage and the NIfTI path are not header work either.
+    not_header_work = ("cadp_med.pixels", "cadp_med.nifti")
+    own = {name for name in report["modules"] if name.startswith(not_header_work)}
+    assert not own, f"header-only anonymize imported {sorted(own)}"
+
+
 def test_header_only_console_script_leaves_out_gdcm_and_requests_and_keeps_pixels(
     tmp_path: Path,
 ) -> None:
     import pydicom
 
-    report, out = _entry_run(tmp_path, "--pixels", "keep")
+    report, out = _anonymize(tmp_path, _COMPRESSED, "--pixels", "keep", "--allow-burned-in")
     loaded = {name.split(".")[0] for name in report["modules"]}
     assert not loaded & {"gdcm", "requests"}
     written = [pydicom.dcmread(path).PixelData for path in out.rglob("*.dcm")]
@@ -119,9 +98,10 @@ def test_header_only_console_script_leaves_out_gdcm_and_requests_and_keeps_pixel
 def test_decoding_runs_keep_every_codec_and_end(tmp_path: Path) -> None:
     # Two workers, each with its isolated decoder processes: the run must end (it once
     # waited forever for decoders that ignored the SIGTERM sent at a worker's exit).
-    report, out = _entry_run(
-        tmp_path, "--pixels", "keep", "--validate-pixels", "decode", "--workers", "2"
-    )
+    report, out = _anonymize(
+        tmp_path, _COMPRESSED, "--pixels", "keep", "--allow-burned-in",
+        "--validate-pixels", "decode", "--workers", "2",
+    )  # fmt: skip
     assert "gdcm" in {name.split(".")[0] for name in report["modules"]}
     assert len(list(out.rglob("*.dcm"))) == len(_COMPRESSED)
 
