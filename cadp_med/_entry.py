@@ -4,8 +4,8 @@ When pydicom is first imported it imports every pixel codec library it can find,
 register its decoder plugins, and ``requests``, for its test-data downloader. A
 header-only ``anonymize`` (``--pixels keep`` or ``blank`` without ``--validate-pixels
 decode``) never decodes and never downloads, so for that run GDCM and requests are
-marked absent before pydicom is imported: about 24 MiB less per process (and every
-worker process inherits it) and 0.1 s less to start. The other codecs (pylibjpeg,
+marked absent before pydicom is imported: about 24 MiB less per process, and every
+worker process inherits that (benchmarks/RESULTS.md, Header-only). The other codecs (pylibjpeg,
 OpenJPEG, libjpeg, pyjpegls) stay, so even a misjudged run could still decode.
 """
 
