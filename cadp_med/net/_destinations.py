@@ -176,7 +176,8 @@ def _cstore_session(destination: Destination, files: list[Path], ae_title: str) 
             raise NetworkError(f"C-STORE failed with status 0x{code:04X}")
 
     try:
-        yield send
+        with _reactor_held(assoc):
+            yield send
     finally:
         if assoc.is_established:
             assoc.release()
@@ -212,3 +213,56 @@ def _chunked_from_file(enabled: bool) -> Iterator[None]:
             yield
         finally:
             _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+class _HeldCheckpoint(threading.Event):
+    """A reactor checkpoint that stays closed until :meth:`open`, whatever ``set()`` says.
+
+    Records when a thread is waiting on it, so that the holder knows the reactor is
+    really stopped rather than trusting a flag the reactor may not have updated yet.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def set(self) -> None:
+        """Ignored while held: ``send_c_store`` would let the reactor run between sends."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+    def open(self) -> None:
+        super().set()
+
+
+@contextlib.contextmanager
+def _reactor_held(assoc: Any, *, settle_s: float = 5.0) -> Iterator[None]:
+    """Keep pynetdicom's association reactor stopped while this session sends.
+
+    pynetdicom (3.0.4 and before) pauses its reactor thread for each ``send_c_store``
+    by clearing an Event and waiting for an ``_is_paused`` flag, and opens it again after
+    the response. When the next send clears the Event while the reactor is still
+    between its previous wake-up and updating that flag, the send goes ahead, the
+    reactor takes the C-STORE response off the queue ("Received unexpected C-STORE
+    service message") and the send waits out the whole DIMSE timeout: 30 s stalls, one
+    C-STORE in several hundred on this loaded 2-core machine. A session that only sends
+    needs nothing from the reactor, so it waits here, on a checkpoint that the sends
+    cannot open, until the session ends.
+    """
+    original = getattr(assoc, "_reactor_checkpoint", None)
+    if not isinstance(original, threading.Event):
+        yield  # a pynetdicom without this reactor: nothing to hold
+        return
+    held = _HeldCheckpoint()
+    assoc._reactor_checkpoint = held  # noqa: SLF001
+    try:
+        # The reactor may finish one iteration on the old, open checkpoint first.
+        if not held.waiting.wait(settle_s):
+            LOGGER.warning("the association's reactor did not stop; sending anyway")
+        yield
+    finally:
+        assoc._reactor_checkpoint = original  # noqa: SLF001
+        original.set()
+        held.open()
