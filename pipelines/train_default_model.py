@@ -48,9 +48,6 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 DEFAULT_CONDITIONS = "modality,plane,slice_pos,region"
-DEFAULT_TEMPERATURES = "0,0.3,0.5,0.7,0.85,1.0"
-_PCA_SIDE = 32  # features are computed on slices resampled to this side
-_PCA_COMPONENTS = 32
 _TEMPERATURE_SEED = 20261201
 
 
@@ -190,10 +187,9 @@ def choose_temperature(
     """The card's ``privacy_defaults.temperature`` entry, measured on up to ``limit``
     held-out slices with the ``anonymize`` defaults (Laplace, the card's clip and released
     block, posterior sample); see :mod:`cadp_med.evaluation._temperature`."""
+    from cadp_med.evaluation._temperature import anonymize_mechanism, pixel_pca_features
     from cadp_med.evaluation._temperature import choose_temperature as measure
-    from cadp_med.evaluation._temperature import pixel_pca_features
     from cadp_med.model import ConditionSchema, load_model
-    from cadp_med.privacy import MechanismConfig
 
     model, card = load_model(model_path, device=device)
     schema = ConditionSchema.from_dict(card["conditions"])
@@ -203,23 +199,12 @@ def choose_temperature(
     if len(held) < 8:
         raise SystemExit("choosing the temperature needs at least 8 held-out slices")
     held = np.sort(np.random.default_rng(seed).permutation(held)[:limit])
-    features, how = pixel_pca_features(
-        np.asarray(slice_set.x[train]), seed=seed, side=_PCA_SIDE, components=_PCA_COMPONENTS
-    )
-    rel = card["latent"]["default_release"]
-    config = MechanismConfig(
-        kind="laplace",
-        epsilon=float(epsilon),
-        delta=None,
-        clip=float(card["privacy_defaults"]["clip_l1"]),
-        release=(int(rel["start"]), int(rel["stop"])),
-        postprocess="posterior-sample",
-    )
+    features, how = pixel_pca_features(np.asarray(slice_set.x[train]), seed=seed)
     entry = measure(
         model,
         np.asarray(slice_set.x[held], dtype=np.float32),
         schema.encode_batch([slice_set.metadata[i] for i in held]),
-        config=config,
+        config=anonymize_mechanism(card, epsilon),
         features=features,
         features_how=how,
         temperatures=temperatures,
@@ -282,7 +267,9 @@ def main(argv: list[str] | None = None, on_trained: Any = None) -> int:
     parser.add_argument("--conditions", default=DEFAULT_CONDITIONS)
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--resume", action="store_true", help="continue from the saved state")
-    parser.add_argument("--temperatures", default=DEFAULT_TEMPERATURES)
+    parser.add_argument(
+        "--temperatures", default=None, help="comma-separated (default 0,0.3,0.5,0.7,0.85,1)"
+    )
     parser.add_argument("--temperature-eps", type=float, default=2.0)
     parser.add_argument("--temperature-limit", type=int, default=1000, help="held-out slices")
     parser.add_argument("--keep-state", action="store_true", help="keep the resume state")
@@ -336,7 +323,13 @@ def main(argv: list[str] | None = None, on_trained: Any = None) -> int:
     if on_trained is not None:
         on_trained(args.output)
 
-    temperatures = [float(t) for t in args.temperatures.split(",") if t.strip()]
+    from cadp_med.evaluation._temperature import DEFAULT_TEMPERATURES
+
+    temperatures = (
+        list(DEFAULT_TEMPERATURES)
+        if args.temperatures is None
+        else [float(t) for t in args.temperatures.split(",") if t.strip()]
+    )
     temperature = choose_temperature(
         args.output,
         slice_set,

@@ -99,10 +99,13 @@ def record_temperature(
     The held-out images are those the trainer's seeded split set aside, so neither the
     cINN nor the test set of the evaluation is looked at.
     """
-    from cadp_med.evaluation._temperature import choose_temperature, pixel_pca_features
+    from cadp_med.evaluation._temperature import (
+        anonymize_mechanism,
+        choose_temperature,
+        pixel_pca_features,
+    )
     from cadp_med.model import load_model
     from cadp_med.model.checkpoint import save_model
-    from cadp_med.privacy import MechanismConfig
     from cadp_med.training import resolve_device
     from cadp_med.training.trainer import _choose_split
 
@@ -114,19 +117,11 @@ def record_temperature(
         raise ValueError("these images are not the ones the model was trained on")
     held = np.sort(np.random.default_rng(seed).permutation(held)[:limit])
     features, how = pixel_pca_features(data.x_train[train], seed=seed, side=min(32, data.size))
-    release = card["latent"]["default_release"]
-    config = MechanismConfig(
-        kind="laplace",
-        epsilon=epsilon,
-        delta=None,
-        clip=float(card["privacy_defaults"]["clip_l1"]),
-        release=(int(release["start"]), int(release["stop"])),
-    )
     entry = choose_temperature(
         model,
         data.x_train[held],
         data.schema.encode_batch([data.meta_train[i] for i in held]),
-        config=config,
+        config=anonymize_mechanism(card, epsilon),
         features=features,
         features_how=how,
         seed=seed,

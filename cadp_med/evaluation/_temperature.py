@@ -61,6 +61,20 @@ def pixel_pca_features(
     return features, how
 
 
+def anonymize_mechanism(card: dict[str, Any], epsilon: float) -> MechanismConfig:
+    """The mechanism ``anonymize`` applies by default with the model of ``card``: Laplace
+    at ``epsilon``, the card's L1 clip and default released block, posterior sample."""
+    release = card["latent"]["default_release"]
+    return MechanismConfig(
+        kind="laplace",
+        epsilon=float(epsilon),
+        delta=None,
+        clip=float(card["privacy_defaults"]["clip_l1"]),
+        release=(int(release["start"]), int(release["stop"])),
+        postprocess="posterior-sample",
+    )
+
+
 def choose_temperature(
     model: Any,
     x_real: np.ndarray,
@@ -130,4 +144,9 @@ def choose_temperature(
     }
 
 
-__all__ = ["DEFAULT_TEMPERATURES", "choose_temperature", "pixel_pca_features"]
+__all__ = [
+    "DEFAULT_TEMPERATURES",
+    "anonymize_mechanism",
+    "choose_temperature",
+    "pixel_pca_features",
+]
