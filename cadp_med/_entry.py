@@ -5,8 +5,8 @@ register its decoder plugins, and ``requests``, for its test-data downloader. A
 header-only ``anonymize`` (``--pixels keep`` or ``blank`` without ``--validate-pixels
 decode``) never decodes and never downloads, so for that run GDCM and requests are
 marked absent before pydicom is imported: about 24 MiB less per process, and every
-worker process inherits that (benchmarks/RESULTS.md, Header-only). The other codecs (pylibjpeg,
-OpenJPEG, libjpeg, pyjpegls) stay, so even a misjudged run could still decode.
+worker process inherits that (benchmarks/RESULTS.md, Header-only). The other codecs
+(pylibjpeg, OpenJPEG, libjpeg, pyjpegls) stay, so even a misjudged run could still decode.
 """
 
 from __future__ import annotations
@@ -40,17 +40,16 @@ def is_header_only(argv: Sequence[str]) -> bool:
     )
 
 
-def hide_unused_modules(names: Sequence[str] = UNUSED_BY_HEADER_ONLY) -> bool:
+def hide_unused_modules(names: Sequence[str] = UNUSED_BY_HEADER_ONLY) -> None:
     """Mark ``names`` absent (``import`` raises ImportError) if pydicom is not loaded yet.
 
-    Returns whether it did: in a process that imported pydicom already (a library
-    user's, a test run's) the codecs are registered and nothing is changed.
+    In a process that imported pydicom already (a library user's, a test run's) the
+    codecs are registered, and nothing is changed.
     """
     if "pydicom" in sys.modules:
-        return False
+        return
     for name in names:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-    return True
 
 
 def main() -> None:
