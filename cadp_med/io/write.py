@@ -44,6 +44,7 @@ __all__ = [
     "is_done",
     "output_path",
     "output_transfer_syntax",
+    "part10_header",
     "write_instance",
     "write_instance_part",
 ]
@@ -188,25 +189,29 @@ def _uid_bytes(uid: object) -> bytes:
     return value + b"\x00" if len(value) % 2 else value  # UIs are padded with NUL
 
 
-def _file_meta_bytes(ds: Dataset, transfer_syntax: UID) -> bytes:
-    """The File Meta Information group, encoded; what pydicom writes for ``_file_meta``.
+def part10_header(
+    sop_class_uid: object, sop_instance_uid: object, transfer_syntax: object
+) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information group of a Part 10 file, encoded.
 
-    Encoded here because ``dcmwrite`` deep-copies, re-validates and re-encodes the same
-    six elements for every file, which cost more than de-identifying a small header.
-    ``tests/io/test_write.py`` checks the bytes against pydicom's own writer.
+    What pydicom writes for these values (and cadp-med's implementation UID and version
+    name), encoded here because ``dcmwrite`` deep-copies, re-validates and re-encodes the
+    same six elements for every file, which cost more than de-identifying a small
+    header. ``tests/io/test_write.py`` checks the bytes against pydicom's own writer.
     """
     version = IMPLEMENTATION_VERSION_NAME.encode("ascii")
     body = b"".join(
         (
             _meta_element(0x00020001, b"OB", b"\x00\x01"),
-            _meta_element(0x00020002, b"UI", _uid_bytes(ds.SOPClassUID)),
-            _meta_element(0x00020003, b"UI", _uid_bytes(ds.SOPInstanceUID)),
+            _meta_element(0x00020002, b"UI", _uid_bytes(sop_class_uid)),
+            _meta_element(0x00020003, b"UI", _uid_bytes(sop_instance_uid)),
             _meta_element(0x00020010, b"UI", _uid_bytes(transfer_syntax)),
             _meta_element(0x00020012, b"UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)),
             _meta_element(0x00020013, b"SH", version + b" " if len(version) % 2 else version),
         )
     )
-    return _meta_element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+    group_length = _meta_element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return _PREAMBLE + group_length + body
 
 
 def _needs_dcmwrite(ds: Dataset, syntax: UID) -> bool:
@@ -379,13 +384,12 @@ def _write_part10(stream: BinaryIO, ds: Dataset, syntax: UID) -> None:
     Encoded in memory and handed to ``stream`` in one write: pydicom's many small
     writes to a file object cost more than one copy of the bytes.
     """
-    meta = _file_meta_bytes(ds, syntax)  # raises before anything is written
+    header = part10_header(ds.SOPClassUID, ds.SOPInstanceUID, syntax)  # raises before writing
     _set_pixel_data_length_mode(ds, syntax)
     fp = DicomBytesIO()
     fp.is_implicit_VR = syntax.is_implicit_VR
     fp.is_little_endian = syntax.is_little_endian
-    fp.write(_PREAMBLE)
-    fp.write(meta)
+    fp.write(header)
     pixels = ds._dict.get(_PIXEL_DATA)  # noqa: SLF001 - look without converting
     if pixels is not None and not pixels.is_raw and isinstance(pixels.value, StreamedPixelData):
         _write_streamed(stream, fp, ds, pixels)

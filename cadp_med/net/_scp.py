@@ -140,7 +140,7 @@ class StoreHandlers:
     def on_store(self, event: Any) -> int:
         """Spool one instance durably, then acknowledge; quarantine what cannot be read."""
         try:
-            data = event.encoded_dataset()
+            data = _part10(event)
         except Exception as exc:  # noqa: BLE001 - any decode failure means quarantine
             return self._quarantine(event.request.DataSet.getvalue(), type(exc).__name__)
         try:
@@ -194,6 +194,25 @@ class StoreHandlers:
         self.metrics.add("quarantined")
         LOGGER.warning("instance quarantined", extra={"fields": {"error": reason}})
         return STATUS_CANNOT_UNDERSTAND
+
+
+def _part10(event: Any) -> bytes:
+    """The received dataset as a Part 10 file: what ``event.encoded_dataset()`` gives.
+
+    pynetdicom builds and validates a pydicom File Meta dataset for that, which cost
+    more per C-STORE than spooling the instance; the header is encoded directly instead
+    (cadp-med's implementation UID, the request's SOP class and instance, the
+    presentation context's transfer syntax).
+    """
+    from cadp_med.io.write import part10_header
+
+    request = event.request
+    header = part10_header(
+        request.AffectedSOPClassUID,
+        request.AffectedSOPInstanceUID,
+        event.context.transfer_syntax,
+    )
+    return header + request.DataSet.getvalue()
 
 
 def _parse_sequences(dataset: Any) -> None:
