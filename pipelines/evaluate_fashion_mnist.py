@@ -55,9 +55,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--prior",
         default="standard",
-        choices=("standard", "conditional", "hierarchical"),
-        help="prior of the cINN trained here (conditional: learned N(mu(c), sigma(c)^2); "
-        "hierarchical: the finer blocks' prior also reads the coarsest, released block)",
+        choices=("standard", "conditional"),
+        help="prior of the cINN trained here (conditional: learned N(mu(c), sigma(c)^2))",
     )
     parser.add_argument(
         "--temperature",

@@ -141,8 +141,8 @@ def evaluate(
     prior: str = typer.Option(
         "standard",
         "--prior",
-        help="Prior of a cINN trained here: standard (N(0, I)), conditional (N(mu(c), "
-        "sigma(c)^2)) or hierarchical (the finer blocks also given the coarsest).",
+        help="Prior of a cINN trained here: standard (N(0, I)) or conditional (N(mu(c), "
+        "sigma(c)^2)).",
     ),
     dpsgd: bool = typer.Option(True, "--dpsgd/--no-dpsgd", help="Run the DP-SGD baseline."),
     categorical: bool = typer.Option(
@@ -166,8 +166,8 @@ def evaluate(
             raise ConfigError("--mechanism must be laplace or gaussian")
         if candidates < 2 or queries < 1:
             raise ConfigError("--candidates must be >= 2 and --queries >= 1")
-        if prior not in ("standard", "conditional", "hierarchical"):
-            raise ConfigError("--prior must be standard, conditional or hierarchical")
+        if prior not in ("standard", "conditional"):
+            raise ConfigError("--prior must be standard or conditional")
         device = resolve_device(device)
         if categorical:
             from cadp_med.evaluation._categorical import run_categorical

@@ -95,10 +95,7 @@ def train(
         None, "--cond-embed", help="Width of the condition network's embedding (0: raw c)."
     ),
     prior: str | None = typer.Option(
-        None,
-        "--prior",
-        help="standard (N(0, I)), conditional (learned N(mu(c), sigma(c)^2)) or "
-        "hierarchical (the finer blocks' prior also reads the coarsest block).",
+        None, "--prior", help="standard (N(0, I)) or conditional (learned N(mu(c), sigma(c)^2))."
     ),
     prior_width: int | None = typer.Option(None, "--prior-width"),
     augment: bool = typer.Option(

@@ -23,8 +23,7 @@ def small_config(size: int, cond_dim: int, *, prior: str = "standard") -> Any:
 
     8x8: two stages (8 -> 4 -> 2), release = the 16-dimensional fully connected block.
     32x32: three stages (32 -> 16 -> 8 -> 4), release = the 128-dimensional FC block.
-    ``prior``: ``"standard"`` (N(0, I)), ``"conditional"`` (learned N(mu(c), sigma(c)^2))
-    or ``"hierarchical"`` (the same, the finer blocks also given the coarsest).
+    ``prior``: ``"standard"`` (N(0, I)) or ``"conditional"`` (learned N(mu(c), sigma(c)^2)).
     """
     from cadp_med.model.cinn import ModelConfig
 

@@ -2,15 +2,9 @@
 
 A small network maps the condition vector ``c`` to a mean and a log standard deviation
 for every latent dimension, block by block (one head per latent block, as Glow gives
-each split its own prior).
-
-With a ``context_block`` (the ``"hierarchical"`` prior), that block's prior still
-depends on ``c`` alone, and every other block's prior depends on ``c`` and on the
-context block's standardised value ``u_S = (z_S - mu_S(c)) / sigma_S(c)``: Glow's
-split priors read the coarser latents in the same way.  CADP releases the context block
-(the coarsest one), so after the release the other blocks are drawn given the
-*privatized* ``u_S`` and ``c``: post-processing, which keeps the fine structure
-consistent with the coarse one instead of redrawing it blind.
+each split its own prior).  The prior depends on ``c`` only, never on other latents:
+CADP's privacy mechanism standardises the released block with it, and a prior that read
+the image's own unreleased latents would leak them through that standardisation.
 
 Heads for a convolutional block ``[C, H, W]`` with more than ``max_outputs`` values
 predict a coarser ``[C, r, r]`` map, bilinearly upsampled to ``H x W``: the finest
@@ -56,9 +50,6 @@ class ConditionalPrior(nn.Module):
         Hidden units of the shared trunk.
     max_outputs
         Values one head predicts per statistic before it falls back to a coarser map.
-    context_block
-        Index of the block the other blocks' priors are conditioned on; None: every
-        block's prior depends on ``c`` only.
     """
 
     def __init__(
@@ -68,11 +59,9 @@ class ConditionalPrior(nn.Module):
         *,
         width: int = 128,
         max_outputs: int = 1024,
-        context_block: int | None = None,
     ) -> None:
         super().__init__()
         self.block_shapes = [tuple(int(d) for d in s) for s in block_shapes]
-        self.context_block = context_block
         self.trunk = nn.Sequential(
             nn.Linear(max(cond_dim, 1), width),
             nn.SiLU(),
@@ -80,11 +69,6 @@ class ConditionalPrior(nn.Module):
             nn.SiLU(),
         )
         self._cond_dim = cond_dim
-        if context_block is not None:
-            context_dim = int(torch.Size(self.block_shapes[context_block]).numel())
-            self.context_trunk = nn.Sequential(
-                nn.Linear(width + context_dim, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU()
-            )
         self._head_shapes: list[tuple[int, ...]] = []
         heads = []
         for shape in self.block_shapes:
@@ -100,45 +84,22 @@ class ConditionalPrior(nn.Module):
             heads.append(head)
         self.heads = nn.ModuleList(heads)
 
-    def _trunk(self, c: Tensor) -> Tensor:
+    def forward(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, log_std)``, each ``[B, D]`` in the latent's flat order."""
         if self._cond_dim == 0:
             c = torch.zeros(c.shape[0], 1, dtype=c.dtype, device=c.device)
-        return self.trunk(c)
-
-    def _block_params(self, index: int, h: Tensor) -> tuple[Tensor, Tensor]:
-        shape, head_shape = self.block_shapes[index], self._head_shapes[index]
-        out = self.heads[index](h).reshape(h.shape[0], 2 * head_shape[0], *head_shape[1:])
-        if head_shape != shape:
-            out = F.interpolate(out, size=shape[1:], mode="bilinear", align_corners=False)
-        mean, raw = out.chunk(2, dim=1)
-        log_std = LOG_STD_BOUND * torch.tanh(raw / LOG_STD_BOUND)
-        return mean.reshape(h.shape[0], -1), log_std.reshape(h.shape[0], -1)
-
-    def context_params(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mean, log_std)`` of the context block alone, each ``[B, d_S]``: from ``c``."""
-        if self.context_block is None:
-            raise ValueError("this prior has no context block")
-        return self._block_params(self.context_block, self._trunk(c))
-
-    def forward(self, c: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(mean, log_std)``, each ``[B, D]`` in the latent's flat order.
-
-        ``context`` is the context block's standardised value ``[B, d_S]``; required
-        when the prior has a context block, ignored otherwise.
-        """
-        h = self._trunk(c)
-        h_other = h
-        if self.context_block is not None:
-            if context is None:
-                raise ValueError("this prior needs the context block's value")
-            h_other = self.context_trunk(torch.cat([h, context.to(h.dtype)], dim=1))
+        h = self.trunk(c)
         means, log_stds = [], []
-        for index in range(len(self.block_shapes)):
-            mean, log_std = self._block_params(
-                index, h if index == self.context_block else h_other
-            )
-            means.append(mean)
-            log_stds.append(log_std)
+        for head, shape, head_shape in zip(
+            self.heads, self.block_shapes, self._head_shapes, strict=True
+        ):
+            out = head(h).reshape(h.shape[0], 2 * head_shape[0], *head_shape[1:])
+            if head_shape != shape:
+                out = F.interpolate(out, size=shape[1:], mode="bilinear", align_corners=False)
+            mean, raw = out.chunk(2, dim=1)
+            means.append(mean.reshape(h.shape[0], -1))
+            log_std = LOG_STD_BOUND * torch.tanh(raw / LOG_STD_BOUND)
+            log_stds.append(log_std.reshape(h.shape[0], -1))
         return torch.cat(means, dim=1), torch.cat(log_stds, dim=1)
 
 

@@ -55,10 +55,9 @@ def content_hash(tensors: dict[str, Tensor]) -> str:
 def latent_card(model: CINN) -> dict[str, Any]:
     """The card's ``latent`` entry: dimension, prior, blocks and the default release subspace.
 
-    ``prior`` is ``"standard"`` (N(0, I)), ``"conditional"`` (N(mu(c), diag sigma(c)^2))
-    or ``"hierarchical"`` (the blocks outside the coarsest also read that block), the
-    learned ones with their weights under ``prior.`` in the checkpoint; cards written
-    before it existed lack the key and mean ``"standard"``.
+    ``prior`` is ``"standard"`` (N(0, I)) or ``"conditional"`` (N(mu(c), diag sigma(c)^2),
+    its weights under ``prior.`` in the checkpoint); cards written before it existed lack
+    the key and mean ``"standard"``.
     """
     coarsest = model.coarsest_block
     return {

@@ -42,7 +42,7 @@ Coupling = Literal["glow", "allinone"]
 Downsample = Literal["haar", "irevnet"]
 CondInjection = Literal["film", "concat"]
 Mixing = Literal["permute", "conv1x1"]
-Prior = Literal["standard", "conditional", "hierarchical"]
+Prior = Literal["standard", "conditional"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,6 @@ class ModelConfig:
     prior
         ``"standard"``: ``z ~ N(0, I)``.  ``"conditional"``: a learned
         ``N(mu(c), diag sigma(c)^2)`` per latent block (:mod:`cadp_med.model._prior`).
-        ``"hierarchical"``: the same for the coarsest block; every other block's mean
-        and sigma also read the coarsest block's standardised value.
     prior_width
         Hidden units of the conditional prior's network.
     """
@@ -142,7 +140,7 @@ class ModelConfig:
             ("downsample", self.downsample, ("haar", "irevnet")),
             ("cond_injection", self.cond_injection, ("film", "concat")),
             ("mixing", self.mixing, ("permute", "conv1x1")),
-            ("prior", self.prior, ("standard", "conditional", "hierarchical")),
+            ("prior", self.prior, ("standard", "conditional")),
         ):
             if value not in choices:
                 raise ModelError(f"{name} must be one of {choices}")
@@ -406,19 +404,13 @@ class CINN(nn.Module):
         if start != cfg.latent_dim:
             raise ModelError("internal error: latent blocks do not cover D")
         self._layout = tuple(layout)
-        self._context: LatentBlock | None = None
-        self.prior: ConditionalPrior | None = None
-        if cfg.prior != "standard":
-            context = None
-            if cfg.prior == "hierarchical":
-                self._context = self.coarsest_block
-                context = layout.index(self._context)
-            self.prior = ConditionalPrior(
-                cfg.cond_dim,
-                [block.shape for block in layout],
-                width=cfg.prior_width,
-                context_block=context,
+        self.prior = (
+            ConditionalPrior(
+                cfg.cond_dim, [block.shape for block in layout], width=cfg.prior_width
             )
+            if cfg.prior == "conditional"
+            else None
+        )
 
     # -- layout ---------------------------------------------------------------------------
     @property
@@ -492,15 +484,8 @@ class CINN(nn.Module):
     # -- the prior ------------------------------------------------------------------------
     @property
     def has_conditional_prior(self) -> bool:
-        """Whether ``p(z | c)`` is learned (``"conditional"`` or ``"hierarchical"``)."""
+        """Whether ``p(z | c)`` is the learned ``N(mu(c), diag sigma(c)^2)``."""
         return self.prior is not None
-
-    @property
-    def prior_reads_latent(self) -> bool:
-        """Whether the prior of the blocks outside the coarsest also reads that block
-        (``"hierarchical"``): then there is no ``prior_params(c)``, only
-        :meth:`standardize` and :meth:`destandardize`."""
-        return self._context is not None
 
     def prior_params(self, c: Tensor) -> tuple[Tensor, Tensor]:
         """``(mean, log_std)``, each ``[B, D]``, of ``p(z | c)``; zeros for ``N(0, I)``."""
@@ -509,50 +494,27 @@ class CINN(nn.Module):
         if self.prior is None:
             zeros = c.new_zeros(c.shape[0], self.latent_dim)
             return zeros, zeros
-        if self._context is not None:
-            raise ModelError("a hierarchical prior depends on the latent: use standardize")
         return self.prior(c)
-
-    def _prior_given(self, c: Tensor, z: Tensor | None, u: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(mean, log_std)`` ``[B, D]`` given ``c`` and the latent (``z``) or its
-        standardised value (``u``), of which a hierarchical prior reads the context block."""
-        assert self.prior is not None
-        block = self._context
-        if block is None:
-            return self.prior(c)
-        if u is not None:
-            context = u[:, block.start : block.stop]
-        else:
-            assert z is not None
-            mean, log_std = self.prior.context_params(c)
-            context = (z[:, block.start : block.stop] - mean.to(z.dtype)) * torch.exp(
-                -log_std.to(z.dtype)
-            )
-        return self.prior(c, context)
 
     def log_prior(self, z: Tensor, c: Tensor) -> Tensor:
         """Per-row ``log p(z | c)`` in nats (the density over ``z``, not over ``u``)."""
         if self.prior is None:
             return gaussian_log_prob(z, None, None)
-        mean, log_std = self._prior_given(c, z, None)
+        mean, log_std = self.prior(c)
         return gaussian_log_prob(z, mean, log_std)
 
     def standardize(self, z: Tensor, c: Tensor) -> Tensor:
-        """``u = (z - mu) / sigma``: the latent as ``N(0, I)`` under the prior."""
+        """``u = (z - mu(c)) / sigma(c)``: the latent as ``N(0, I)`` under the prior."""
         if self.prior is None:
             return z
-        mean, log_std = self._prior_given(c, z, None)
+        mean, log_std = self.prior(c)
         return (z - mean.to(z.dtype)) * torch.exp(-log_std.to(z.dtype))
 
     def destandardize(self, u: Tensor, c: Tensor) -> Tensor:
-        """Inverse of :meth:`standardize`: ``z = mu + sigma * u``.
-
-        A hierarchical prior reads the context block from ``u`` itself: after a release,
-        that is the privatized value, never the image's own.
-        """
+        """Inverse of :meth:`standardize`: ``z = mu(c) + sigma(c) * u``."""
         if self.prior is None:
             return u
-        mean, log_std = self._prior_given(c, None, u)
+        mean, log_std = self.prior(c)
         return mean.to(u.dtype) + torch.exp(log_std.to(u.dtype)) * u
 
     def data_init(self, x: Tensor, c: Tensor) -> None:

@@ -474,12 +474,7 @@ class PixelStage:
                 z, _ = self._model.encode(x_batch, c_batch)
                 # A conditional prior N(mu(c), sigma(c)^2): the privatizer clips and noises
                 # (z - mu) / sigma and refills from it. None: N(0, I), as older models.
-                # A hierarchical prior's refill depends on the privatized coarse block,
-                # so the latent is standardised here and mapped back after the release.
-                hierarchical = self._model.prior_reads_latent
-                if hierarchical:
-                    z = self._model.standardize(z, c_batch)
-                prior = None if hierarchical else _prior_of(self._model, c_batch)
+                prior = _prior_of(self._model, c_batch)
                 z_private = torch.empty_like(z)
                 for i, lo, hi in _runs_of_instances(chunk):
                     keys = [frame for _, frame in chunk[lo:hi]]
@@ -489,8 +484,6 @@ class PixelStage:
                         prior_mean=None if prior is None else prior[0][lo:hi],
                         prior_std=None if prior is None else prior[1][lo:hi],
                     )
-                if hierarchical:
-                    z_private = self._model.destandardize(z_private, c_batch)
                 decoded = self._model.decode(z_private, c_batch).clamp(0.0, 1.0)
             for (i, frame), grid in zip(chunk, decoded[:, 0].cpu().numpy(), strict=True):
                 item = pending[i]

@@ -58,14 +58,6 @@ _PRIOR_STATEMENTS = {
         "which are released with the image, so standardising and mapping back are "
         "post-processing: the guarantee above is unchanged"
     ),
-    "hierarchical": (
-        "learned hierarchical N(mu, diag sigma^2): clip and noise act on the standardised "
-        "released latent u_S = (z_S - mu_S(c)) / sigma_S(c), whose prior depends only on "
-        "the conditions c; the other dims are refilled from mu(c, u'_S) + temperature * "
-        "sigma(c, u'_S) * N(0, 1), given the conditions and the privatized release u'_S. "
-        "Both are released or public, so standardising, the refill and mapping back are "
-        "post-processing: the guarantee above is unchanged"
-    ),
 }
 
 
@@ -191,9 +183,9 @@ def privacy_report(
     window_share : float
         Share of each slice's epsilon spent on a relative-unit series' DP intensity
         window (see the module doc); 0: none. ``config`` carries the slice's whole epsilon.
-    prior : {"standard", "conditional", "hierarchical"}
-        The model's latent prior (``architecture.prior`` in its card); with a learned
-        prior the units of the clip are the standardised latent.
+    prior : {"standard", "conditional"}
+        The model's latent prior (``architecture.prior`` in its card); with
+        ``"conditional"`` the units of the clip are the standardised latent.
 
     Raises
     ------
