@@ -371,6 +371,11 @@ _HELD_LOCK_FD: int | None = None
 # a deep window costs little and keeps the workers busy while the run's process
 # waits on a group commit's fsyncs.
 _WINDOW_PER_WORKER = 32
+# Files per task sent to a worker. One per task: the pool's queues and pickling cost a
+# header-only run about a tenth of its time. Not more than four: two workers then write
+# files far apart in input order, and on a full disk later files took the space of the
+# first ones, so a run stopped having written none (tasks of eight, reverted in 7e9a5ef).
+_FILES_PER_TASK = 4
 # The process that starts the worker pool (set before it forks).
 _PARENT_PID = os.getpid()
 
@@ -402,6 +407,11 @@ def _die_with_parent() -> None:
         return  # not Linux: the pool's own shutdown is all there is
     if os.getppid() != _PARENT_PID:
         os._exit(1)  # the parent died before the request took effect
+
+
+def _run_files_in_worker(paths: list[Path]) -> list[_Outcome]:
+    """:func:`_run_in_worker` for each of ``paths``, in order: one task, one reply."""
+    return [_run_in_worker(path) for path in paths]
 
 
 def _run_in_worker(path: Path) -> _Outcome:
@@ -452,30 +462,39 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
         max_workers=workers, initializer=_init_worker, initargs=(config,)
     ) as pool:
         # A bounded window keeps at most a few outcomes waiting at once.
-        pending: deque[Future[_Outcome]] = deque()
+        pending: deque[Future[list[_Outcome]]] = deque()
+        ready: deque[_Outcome] = deque()  # a finished task's outcomes not yet taken
+        window = max(1, _WINDOW_PER_WORKER * workers // _FILES_PER_TASK)
         try:
-            for path in paths:
-                pending.append(pool.submit(_run_in_worker, path))
-                if len(pending) >= _WINDOW_PER_WORKER * workers:
-                    yield pending.popleft().result()
+            for start in range(0, len(paths), _FILES_PER_TASK):
+                task = paths[start : start + _FILES_PER_TASK]
+                pending.append(pool.submit(_run_files_in_worker, task))
+                if len(pending) >= window:
+                    ready.extend(pending.popleft().result())
+                    while ready:
+                        yield ready.popleft()
             while pending:
-                yield pending.popleft().result()
+                ready.extend(pending.popleft().result())
+                while ready:
+                    yield ready.popleft()
         finally:
             # A stopped run (SIGTERM, a fatal write error): the outcomes nobody takes
             # are not audited, so their temporary files must not outlive the run.
-            _discard(pending)
+            _discard(ready, pending)
 
 
-def _discard(pending: deque[Future[_Outcome]]) -> None:
+def _discard(ready: deque[_Outcome], pending: deque[Future[list[_Outcome]]]) -> None:
+    outcomes = list(ready)
     for future in pending:
         if future.cancel():
             continue
         try:
-            part = future.result().part
+            outcomes += future.result()
         except Exception:  # noqa: BLE001 - the run is ending; nothing to record
             continue
-        if part is not None:
-            remove_part(part[1])
+    for outcome in outcomes:
+        if outcome.part is not None:
+            remove_part(outcome.part[1])
 
 
 def _batched_outcomes(job: _FileJob, paths: list[Path], batch_size: int) -> Iterator[_Outcome]:
