@@ -8,6 +8,7 @@ The floor is a plain dcmtk storescu → storescp transfer of the same study.  Re
 * ``stage``: instances/s of de-identification (``anonymize_study`` as the node runs it)
   and of forwarding (one C-STORE association to storescp), each alone in this process;
 * ``receive``: instances/s of storescu → node (durable spool writes, fsync per instance);
+* ``spool write alone``: milliseconds per instance of those durable writes by themselves;
 * ``end-to-end``: instances/s from the first byte sent to the last instance at
   storescp, with the ``idle_seconds`` quiet period subtracted (it is a policy wait,
   not work), once with the whole study processed when quiet (``batch_instances = 0``,
@@ -87,6 +88,19 @@ def pynetdicom_ceiling(files: list[Path]) -> float:
         return len(files) / (time.perf_counter() - start)
     finally:
         server.shutdown()
+
+
+def spool_write_ms(root: Path, files: list[Path]) -> float:
+    """Milliseconds per instance of the spool's durable write alone (temporary file,
+    fsync, rename, fsync of the folder), which each C-STORE acknowledgement waits for."""
+    from cadp_med.net._spool import durable_write
+
+    spool = root / "spool-alone"
+    payloads = [path.read_bytes() for path in files]
+    start = time.perf_counter()
+    for index, data in enumerate(payloads):
+        durable_write(spool / f"{index:05d}.dcm", data)
+    return (time.perf_counter() - start) / len(files) * 1000
 
 
 def stage_rates(root: Path, files: list[Path]) -> tuple[float, float]:
@@ -178,6 +192,7 @@ def main() -> None:
         whole_receive, whole = run_node(root, files, batch_instances=0)
         receive, end_to_end = run_node(root, files, batch_instances=64)
         deidentify, forward = stage_rates(root, files)
+        spool_ms = spool_write_ms(root, files)
 
         rows = [
             ("floor      storescu -> storescp", floor),
@@ -194,6 +209,7 @@ def main() -> None:
         print(f"instances: {count} (header-only, pixels = keep, loopback)")
         for label, rate in rows:
             print(label if rate is None else f"{label:<50}: {rate:8.1f} instances/s")
+        print(f"{'spool write alone (durable, per instance)':<50}: {spool_ms:8.2f} ms")
         print(f"(end-to-end: idle_seconds {IDLE_SECONDS} subtracted)")
         print(f"{'ratio floor / end-to-end (batches)':<50}: {floor / end_to_end:8.2f}x")
         print(f"{'ratio floor / end-to-end (whole study)':<50}: {floor / whole:8.2f}x")
