@@ -207,11 +207,10 @@ def _part10(event: Any) -> bytes:
     from cadp_med.io.write import part10_header
 
     request = event.request
-    header = part10_header(
-        request.AffectedSOPClassUID,
-        request.AffectedSOPInstanceUID,
-        event.context.transfer_syntax,
-    )
+    sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID
+    if not sop_class or not sop_instance:
+        raise ValueError("C-STORE request without its SOP Class or Instance UID")
+    header = part10_header(sop_class, sop_instance, event.context.transfer_syntax)
     return header + request.DataSet.getvalue()
 
 
