@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cadp_med.io.write import part10_header
 from cadp_med.net._spool import durable_write, uid_key
 from cadp_med.net._status import Metrics
 from cadp_med.net.config import NodeConfig
@@ -204,8 +205,6 @@ def _part10(event: Any) -> bytes:
     (cadp-med's implementation UID, the request's SOP class and instance, the
     presentation context's transfer syntax).
     """
-    from cadp_med.io.write import part10_header
-
     request = event.request
     sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID
     if not sop_class or not sop_instance:
