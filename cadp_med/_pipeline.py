@@ -465,18 +465,20 @@ def _outcomes(config: _JobConfig, paths: list[Path], recorder: Any) -> Iterator[
         pending: deque[Future[list[_Outcome]]] = deque()
         ready: deque[_Outcome] = deque()  # a finished task's outcomes not yet taken
         window = max(1, _WINDOW_PER_WORKER * workers // _FILES_PER_TASK)
+
+        def take_oldest_task() -> Iterator[_Outcome]:
+            ready.extend(pending.popleft().result())
+            while ready:
+                yield ready.popleft()
+
         try:
             for start in range(0, len(paths), _FILES_PER_TASK):
                 task = paths[start : start + _FILES_PER_TASK]
                 pending.append(pool.submit(_run_files_in_worker, task))
                 if len(pending) >= window:
-                    ready.extend(pending.popleft().result())
-                    while ready:
-                        yield ready.popleft()
+                    yield from take_oldest_task()
             while pending:
-                ready.extend(pending.popleft().result())
-                while ready:
-                    yield ready.popleft()
+                yield from take_oldest_task()
         finally:
             # A stopped run (SIGTERM, a fatal write error): the outcomes nobody takes
             # are not audited, so their temporary files must not outlive the run.
